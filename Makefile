@@ -1,0 +1,50 @@
+# omnimer-sweeps: the two commands of the quick start are `make demo` and `make test`.
+PYTHON_BOOT ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+DEMO_DIR ?= runs/demo
+# torch, torchvision and torchaudio come first, from the pins in pyproject.toml, so that
+# DeepSpeed's source build (no build isolation) compiles against that torch and pip never
+# resolves a second one.
+TORCH_PINS = $(shell grep -oE '"(torch|torchvision|torchaudio)==[^"]+"' pyproject.toml | tr -d '"')
+DEEPSPEED_PIN = $(shell grep -oE '"deepspeed==[^"]+"' pyproject.toml | tr -d '"')
+
+.PHONY: venv demo test bench lint clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip==26.3" "setuptools==84.2.1" "wheel==0.48.0"
+	$(PY) -m pip install -q $(TORCH_PINS)
+	$(PY) -m pip install -q --no-build-isolation $(DEEPSPEED_PIN)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# The demo's steps are file targets, so a second `make demo` reuses the corpus and the shards.
+DEMO_CORPUS := $(DEMO_DIR)/corpus
+DEMO_SHARDS := $(DEMO_DIR)/shards
+OMNIMER := $(VENV)/bin/omnimer
+
+demo: venv $(DEMO_SHARDS)/dataset.json
+	$(OMNIMER) inspect $(DEMO_SHARDS)
+
+$(DEMO_CORPUS)/Annotations.csv: | venv
+	$(OMNIMER) synth --out $(DEMO_CORPUS) --clips 200 --speakers 20 --seed 0
+
+$(DEMO_SHARDS)/dataset.json: $(DEMO_CORPUS)/Annotations.csv
+	$(OMNIMER) ingest --format indomer --input $(DEMO_CORPUS) --out $(DEMO_SHARDS) --frames 4 --size 56 \
+		--max-audio-seconds 4 --overwrite
+
+test: venv
+	$(PY) -m pytest tests
+
+bench: venv
+	$(PY) -m tests.bench
+
+lint: venv
+	$(VENV)/bin/ruff check omnimer analysis sweeps tests
+
+clean:
+	rm -rf runs
