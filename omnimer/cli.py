@@ -4,6 +4,7 @@
     omnimer ingest  --format indomer|chsims|meld|jsonl --input DIR --out DIR [--frames T] [--size PX]
                     [--max-audio-seconds S] [--valid-fraction F] [--seed S] [--quarantine] [--overwrite]
     omnimer inspect DIR
+    omnimer tiny-model --out DIR [--full] [--seed S]
 
 Exit status: 0 on success, 2 when the input is refused (each problem printed as file:row:column: reason).
 """
@@ -50,7 +51,12 @@ def _synth(args: argparse.Namespace) -> int:
         config,
         from_annotations=Path(args.from_annotations) if args.from_annotations else None,
     )
-    log.info("synthetic corpus written to %s: %s", args.out, summary.get("counts", summary))
+    splits = ", ".join(
+        f"{name} {part['clips']} clips / {part['videos']} videos" for name, part in summary["splits"].items()
+    )
+    sys.stdout.write(
+        f"synthesized {summary['clips']} clips of {summary['speakers']} speakers into {args.out}: {splits}\n"
+    )
     return 0
 
 
@@ -95,6 +101,15 @@ def _inspect(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as err:
         sys.stderr.write(f"omnimer inspect: {err}\n")
         return 2
+    return 0
+
+
+def _tiny_model(args: argparse.Namespace) -> int:
+    from omnimer.model.tiny import build_tiny_model
+
+    path = build_tiny_model(Path(args.out), seed=args.seed, full=args.full)
+    kind = "full Qwen2.5-Omni" if args.full else "Qwen2.5-Omni Thinker"
+    sys.stdout.write(f"tiny random-init {kind} checkpoint (seed {args.seed}) written to {path}\n")
     return 0
 
 
@@ -146,6 +161,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ingest.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
     ingest.set_defaults(func=_ingest)
+
+    tiny = sub.add_parser(
+        "tiny-model", help="build a tiny random-init Qwen2.5-Omni Thinker + processor (HF format)"
+    )
+    tiny.add_argument("--out", required=True, help="output dir (a checkpoint dir for model.name_or_path)")
+    tiny.add_argument(
+        "--full", action="store_true", help="save a full Omni checkpoint (thinker + talker + token2wav)"
+    )
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.set_defaults(func=_tiny_model)
 
     inspect = sub.add_parser("inspect", help="print counts, shapes and one decoded sample of a dataset")
     inspect.add_argument("dir")

@@ -360,8 +360,10 @@ def ingest(
             part = ds.map_batches(
                 _keep_split, batch_format="pyarrow", fn_kwargs={"split": split, "drop": drop}
             )
-            # One block per shard: an order-preserving repartition (no shuffle) makes each file ~shard_mb.
-            part.repartition(math.ceil(n_split / rows_per_shard)).write_parquet(str(split_dir), compression="zstd")
+            # One block per shard: an order-preserving repartition (no shuffle) gives ~shard_mb files.
+            part.repartition(math.ceil(n_split / rows_per_shard)).write_parquet(
+                str(split_dir), compression="zstd"
+            )
             for index, written in enumerate(sorted(split_dir.glob("*.parquet"))):
                 final = split_dir / f"part-{index:05d}.parquet"
                 written.rename(final)
