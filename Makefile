@@ -27,8 +27,15 @@ DEMO_CORPUS := $(DEMO_DIR)/corpus
 DEMO_SHARDS := $(DEMO_DIR)/shards
 OMNIMER := $(VENV)/bin/omnimer
 
-demo: venv $(DEMO_SHARDS)/dataset.json
+DEMO_MODEL := $(DEMO_DIR)/tiny-model
+
+demo: venv $(DEMO_SHARDS)/dataset.json $(DEMO_MODEL)/config.json
 	$(OMNIMER) inspect $(DEMO_SHARDS)
+	$(OMNIMER) train --config sweeps/configs/smoke.yaml data.path=$(DEMO_SHARDS) \
+		model.name_or_path=$(DEMO_MODEL) run.output_dir=$(DEMO_DIR)/train run.name=smoke
+
+$(DEMO_MODEL)/config.json: | venv
+	$(OMNIMER) tiny-model --out $(DEMO_MODEL)
 
 $(DEMO_CORPUS)/Annotations.csv: | venv
 	$(OMNIMER) synth --out $(DEMO_CORPUS) --clips 200 --speakers 20 --seed 0

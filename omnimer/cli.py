@@ -5,6 +5,7 @@
                     [--max-audio-seconds S] [--valid-fraction F] [--seed S] [--quarantine] [--overwrite]
     omnimer inspect DIR
     omnimer tiny-model --out DIR [--full] [--seed S]
+    omnimer train --config FILE [key=value ...]
 
 Exit status: 0 on success, 2 when the input is refused (each problem printed as file:row:column: reason).
 """
@@ -113,6 +114,23 @@ def _tiny_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from omnimer.config import load_train_config
+    from omnimer.train import run_training
+
+    cfg = load_train_config(args.config, args.overrides)
+    _init_ray(args.num_cpus)
+    record = run_training(cfg)
+    test = record["test"] or {}
+    sys.stdout.write(
+        f"run {cfg.run.name}: best epoch {record['best_epoch']}, valid macro-F1 "
+        f"{(record['valid'] or {}).get('macro_f1', float('nan')):.4f}, "
+        f"test macro-F1 {test.get('macro_f1', float('nan')):.4f} "
+        f"-> {Path(cfg.run.output_dir) / cfg.run.name / 'record.json'}\n"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="omnimer", description="OmniMER data, training and sweep tools")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -171,6 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(func=_tiny_model)
+
+    train = sub.add_parser("train", help="train one run (Ray Train + DeepSpeed) and write its record.json")
+    train.add_argument("--config", help="YAML with sections data, model, loss, train, run")
+    train.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=1e-4 model.lora.rank=16")
+    train.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (default: all)")
+    train.set_defaults(func=_train)
 
     inspect = sub.add_parser("inspect", help="print counts, shapes and one decoded sample of a dataset")
     inspect.add_argument("dir")

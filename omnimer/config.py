@@ -6,7 +6,11 @@ message quotes the offending value.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import copy
+import difflib
+from dataclasses import asdict, dataclass, field, fields
+
+import yaml
 
 FORMATS = ("indomer", "chsims", "meld", "jsonl")
 
@@ -230,3 +234,175 @@ class ModelConfig:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+TARGETS = ("emotion", "sentiment")
+LANGUAGES = ("id", "en")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which sharded dataset to train on, and what to predict."""
+
+    path: str = field(
+        default="runs/demo/shards", metadata={"help": "dataset dir written by `omnimer ingest`"}
+    )
+    target: str = field(default="emotion", metadata={"help": f"main-task label: one of {', '.join(TARGETS)}"})
+    label_set: str = field(
+        default="",
+        metadata={"help": "expected label set key (e.g. indomer-emotion); empty = the dataset's own"},
+    )
+    language: str = field(default="id", metadata={"help": f"prompt language: one of {', '.join(LANGUAGES)}"})
+    audio_in_video: bool = field(
+        default=False,
+        metadata={"help": "interleave the main task's audio into the video tokens (time-aligned)"},
+    )
+
+    def __post_init__(self) -> None:
+        _check(self.target in TARGETS, f"data.target {self.target!r} is not one of {', '.join(TARGETS)}")
+        _check(
+            self.language in LANGUAGES,
+            f"data.language {self.language!r} is not one of {', '.join(LANGUAGES)}",
+        )
+        _check(
+            isinstance(self.path, str) and self.path != "",
+            f"data.path must be a directory, got {self.path!r}",
+        )
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The optimisation loop (omnimer.train)."""
+
+    epochs: int = field(default=3, metadata={"help": "passes over the train split"})
+    batch_size: int = field(default=4, metadata={"help": "clips per worker per micro-batch"})
+    grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
+    lr: float = field(default=2e-4, metadata={"help": "peak learning rate (AdamW)"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    warmup_ratio: float = field(
+        default=0.1, metadata={"help": "share of steps with linear warmup, then cosine"}
+    )
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0 = off)"})
+    max_steps_per_epoch: int = field(default=0, metadata={"help": "cap on steps per epoch (0 = whole split)"})
+    eval_batch_size: int = field(default=8, metadata={"help": "clips per evaluation forward pass"})
+    seed: int = field(default=0, metadata={"help": "seeds model init, LoRA init, data order and dropout"})
+    num_workers: int = field(default=2, metadata={"help": "Ray Train workers (data-parallel ranks)"})
+    use_gpu: bool = field(default=False, metadata={"help": "one GPU per worker, bf16 + NCCL"})
+    cpus_per_worker: float = field(
+        default=0.5, metadata={"help": "CPUs reserved per worker (fractional on CPU)"}
+    )
+    deepspeed_config: str = field(
+        default="cluster/deepspeed/zero2.json", metadata={"help": "DeepSpeed JSON (ZeRO stage, offload)"}
+    )
+    max_failures: int = field(default=1, metadata={"help": "worker-group restarts from the last checkpoint"})
+    fail_at_epoch: int = field(
+        default=-1,
+        metadata={"help": "resilience drill: rank 1 dies once after this epoch's checkpoint (-1 = never)"},
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "grad_accum", "eval_batch_size", "num_workers"):
+            value = getattr(self, name)
+            _check(
+                isinstance(value, int) and value >= 1, f"train.{name} must be an integer >= 1, got {value!r}"
+            )
+        _check(_is_real(self.lr) and 0 < self.lr < 1, f"train.lr must be in (0, 1), got {self.lr!r}")
+        _check(0 <= self.warmup_ratio < 1, f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
+        _check(self.max_grad_norm >= 0, f"train.max_grad_norm must be >= 0, got {self.max_grad_norm!r}")
+        _check(
+            self.max_steps_per_epoch >= 0,
+            f"train.max_steps_per_epoch must be >= 0, got {self.max_steps_per_epoch!r}",
+        )
+        _check(self.cpus_per_worker > 0, f"train.cpus_per_worker must be > 0, got {self.cpus_per_worker!r}")
+        _check(self.max_failures >= 0, f"train.max_failures must be >= 0, got {self.max_failures!r}")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Where a run's outputs go."""
+
+    output_dir: str = field(default="runs/train", metadata={"help": "storage path (local dir, NFS or s3://)"})
+    name: str = field(default="run", metadata={"help": "run name: outputs go to <output_dir>/<name>"})
+
+    def __post_init__(self) -> None:
+        _check(bool(self.name) and "/" not in self.name, f"run.name must be a plain name, got {self.name!r}")
+
+
+SECTIONS = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "loss": LossConfig,
+    "train": TrainSettings,
+    "run": RunSettings,
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run needs; YAML sections map to the dataclasses above."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    run: RunSettings = field(default_factory=RunSettings)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        unknown = [k for k in values if k not in SECTIONS]
+        if unknown:
+            raise ValueError(_unknown_key_message(unknown[0], list(SECTIONS)))
+        sections = {}
+        for name, section_cls in SECTIONS.items():
+            section = dict(values.get(name) or {})
+            known = [f.name for f in fields(section_cls)]
+            for key in section:
+                if key not in known:
+                    raise ValueError(_unknown_key_message(f"{name}.{key}", [f"{name}.{k}" for k in known]))
+            sections[name] = section_cls(**section)
+        return cls(**sections)
+
+
+def _unknown_key_message(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
+    return f"unknown config key {key!r}{hint}"
+
+
+def _parse_value(text: str):
+    """A dotted override's value: YAML scalars (numbers, true/false, null), else the plain string."""
+    return yaml.safe_load(text) if text != "" else ""
+
+
+def apply_overrides(values: dict, overrides: list[str]) -> dict:
+    """Apply ``section.key=value`` (and ``model.lora.rank=16``) overrides to a config mapping."""
+    values = copy.deepcopy(values)
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not of the form section.key=value")
+        dotted, text = item.split("=", 1)
+        parts = dotted.strip().split(".")
+        if len(parts) < 2:
+            raise ValueError(f"override {item!r} needs a section, e.g. train.{parts[0]}=...")
+        node = values
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r}: {part!r} is not a section")
+        node[parts[-1]] = _parse_value(text)
+    return values
+
+
+def load_train_config(path: str | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """A TrainConfig from a YAML file (optional) and dotted overrides, validated once."""
+    values: dict = {}
+    if path is not None:
+        with open(path, encoding="utf-8") as fh:
+            loaded = yaml.safe_load(fh) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a mapping of sections (data, model, loss, train, run)")
+        values = loaded
+    return TrainConfig.from_dict(apply_overrides(values, overrides or []))

@@ -472,11 +472,22 @@ def tiny_omni_config(thinker_config: Qwen2_5OmniThinkerConfig) -> Qwen2_5OmniCon
     )
 
 
+HEAD_LOGIT_STD = 3.0
+
+
 def init_thinker(config: Qwen2_5OmniThinkerConfig, seed: int) -> Qwen2_5OmniThinkerForConditionalGeneration:
     """Random-init Thinker; the caller's global RNG state is left untouched."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return Qwen2_5OmniThinkerForConditionalGeneration(config)
+        model = Qwen2_5OmniThinkerForConditionalGeneration(config)
+        # The output head stays frozen under LoRA, and the final RMSNorm fixes the hidden state's norm
+        # at sqrt(hidden). With the usual N(0, 0.02) head a 64-wide model's logits stay within about
+        # +-1.3 of each other, so no adapter could make it pick a label word with confidence. A head
+        # with logits of std ~3 (like a trained LM's) makes the best-aligned token win by ~3 sigma.
+        with torch.no_grad():
+            hidden = model.lm_head.weight.shape[1]
+            model.lm_head.weight.normal_(0.0, HEAD_LOGIT_STD * hidden**-0.5)
+        return model
 
 
 @contextlib.contextmanager

@@ -76,7 +76,7 @@ def _best_of(repeats: int, fn, *args) -> float:
     return min(times)
 
 
-def bench_data(workdir: Path, clips: int, frames: int, size: int, repeats: int, source: SourceMedia) -> None:
+def bench_data(workdir: Path, clips: int, frames: int, size: int, repeats: int, source: SourceMedia) -> Path:
     import ray
 
     from omnimer.config import IngestConfig
@@ -134,6 +134,21 @@ def bench_data(workdir: Path, clips: int, frames: int, size: int, repeats: int, 
         "  (includes the streaming executor's start-up per epoch)"
     )
     ray.shutdown()
+    return shards
+
+
+def bench_model(workdir: Path, shards: Path) -> None:
+    from omnimer.collate import rows_from_table
+    from omnimer.data.shards import open_split, read_dataset_info
+    from omnimer.model.tiny import build_tiny_model
+    from omnimer.train import label_set_of
+
+    from .train_bench import bench_train
+
+    info = read_dataset_info(shards)
+    model_path = build_tiny_model(workdir / "tiny-model", seed=0)
+    rows = sorted(rows_from_table(open_split(shards, "train").to_table()), key=lambda r: r["clip_id"])
+    bench_train(str(model_path), rows, label_set_of(info, "emotion"), int(info["frames"]["height"]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     workdir = Path(tempfile.mkdtemp(prefix="omnimer-bench-"))
     try:
-        bench_data(workdir, args.clips, args.frames, args.size, args.repeats, SourceMedia())
+        shards = bench_data(workdir, args.clips, args.frames, args.size, args.repeats, SourceMedia())
+        bench_model(workdir, shards)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0

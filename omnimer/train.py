@@ -1,0 +1,673 @@
+"""One OmniMER training run: Ray Train workers fine-tune the Thinker's LoRA adapter with DeepSpeed.
+
+    omnimer train --config sweeps/configs/smoke.yaml model.name_or_path=runs/demo/tiny-model \\
+        data.path=runs/demo/shards run.output_dir=runs/train run.name=r0
+
+Three layers, kept visible (STYLE: Ray examples): :func:`train_loop_per_worker` runs on every Ray
+Train worker, :func:`build_trainer` wraps it in a ``TorchTrainer``, and :func:`run_training` is the
+driver that validates the config before any worker starts and writes the run's ``record.json``.
+
+Per worker, one explicit loop:
+  rows of the worker's slice → conversations per enabled task → processor batches → Thinker+LoRA
+  forward per task → ``L = w_c·L_main + Σ λ·L_aux`` → DeepSpeed backward/step; each epoch
+  closed-set evaluation on valid and test, TensorBoard, a checkpoint through ``ray.train.report``.
+
+Outputs of ``<run.output_dir>/<run.name>/``: ``record.json``, ``tensorboard/`` (events), and
+``best_adapter/`` (the LoRA adapter of the epoch with the best valid macro-F1); Ray's own
+checkpoints (adapter + DeepSpeed optimizer state) under ``checkpoint_*``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import subprocess
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from omnimer import losses, metrics
+from omnimer.collate import collate, rows_from_numpy
+from omnimer.config import TrainConfig
+from omnimer.labels import LabelSet
+from omnimer.tasks import AUX_COLUMNS, MAIN, build_task_batches, main_conversation
+
+log = logging.getLogger(__name__)
+
+RECORD_SCHEMA_VERSION = 1
+STATE_FILE = "omnimer_state.json"
+DS_TAG = "deepspeed"
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("torch", "transformers", "peft", "ray", "deepspeed", "optuna", "pyarrow", "decord", "numpy")
+# Columns the training loop reads (the shards also hold provenance and raw prosody).
+TRAIN_COLUMNS = [
+    "clip_id",
+    "emotion",
+    "sentiment",
+    "text",
+    "frames",
+    "frame_fps",
+    "audio",
+    *AUX_COLUMNS.values(),
+]
+
+
+# ------------------------------------------------------------------------------------ shared helpers
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def git_state() -> dict:
+    """The code's git SHA and whether the work tree had uncommitted changes (None outside a checkout)."""
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+        )
+        return {"sha": sha, "dirty": dirty}
+    except (OSError, subprocess.CalledProcessError):
+        return {"sha": None, "dirty": None}
+
+
+def package_versions() -> dict:
+    return {name: metadata.version(name) for name in PACKAGES}
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=float) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def label_set_of(info: dict, target: str) -> LabelSet:
+    entry = info["label_sets"][target]
+    if entry is None:
+        raise ValueError(
+            f"the dataset has no {target} labels (format {info['format']}); use data.target=sentiment"
+        )
+    return LabelSet(entry["key"], entry["task"], tuple(entry["names"]), tuple(entry["display"]))
+
+
+def class_counts(info: dict, target: str, labels: LabelSet) -> list[int]:
+    counts = info["counts"][target]["train"]
+    return [int(counts.get(name, 0)) for name in labels.names]
+
+
+def choose_verbalizers(tokenizer, labels: LabelSet) -> tuple[tuple[str, ...], list[int]]:
+    """Verbalizers whose first tokens differ, so one forward pass scores every label.
+
+    The canonical names are tried first, then the English display names; the loop refuses to train
+    with verbalizers that first-token scoring could not tell apart.
+    """
+    errors = []
+    for candidate in (labels.verbalizers, labels.display):
+        ids = [tokenizer(word, add_special_tokens=False).input_ids for word in candidate]
+        try:
+            return tuple(candidate), metrics.check_distinct_first_tokens(ids, list(candidate))
+        except ValueError as err:
+            errors.append(str(err))
+    raise ValueError("no verbalizers with distinct first tokens for this tokenizer: " + "; ".join(errors))
+
+
+def lr_lambda(total_steps: int, warmup_ratio: float):
+    warmup = int(total_steps * warmup_ratio)
+
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+def deepspeed_config(cfg: TrainConfig, world_size: int) -> dict:
+    """The ZeRO config from ``cluster/deepspeed``, completed with this run's batch sizes and precision."""
+    path = Path(cfg.train.deepspeed_config)
+    if not path.is_absolute():
+        path = REPO / path
+    ds = json.loads(path.read_text())
+    ds["train_micro_batch_size_per_gpu"] = cfg.train.batch_size
+    ds["gradient_accumulation_steps"] = cfg.train.grad_accum
+    ds["train_batch_size"] = cfg.train.batch_size * cfg.train.grad_accum * world_size
+    ds["gradient_clipping"] = cfg.train.max_grad_norm
+    # bf16 on GPU; fp32 on CPU, where DeepSpeed picks its CPU accelerator and gloo by itself.
+    ds["bf16"] = {"enabled": bool(cfg.train.use_gpu)}
+    ds.pop("fp16", None)
+    # Our optimizer is torch's AdamW; with optimizer offload DeepSpeed would otherwise insist on its own.
+    ds["zero_force_ds_cpu_optimizer"] = False
+    return ds
+
+
+# ------------------------------------------------------------------------------------ per worker
+
+
+class Evaluator:
+    """Closed-set evaluation: one forward pass per batch of prompts, scored on the label tokens."""
+
+    def __init__(
+        self, processor, cfg: TrainConfig, labels: LabelSet, verbalizers, first_ids, frame_size: int
+    ):
+        self.processor, self.cfg, self.labels = processor, cfg, labels
+        self.verbalizers, self.first_ids, self.frame_size = verbalizers, first_ids, frame_size
+
+    @torch.no_grad()
+    def predict(self, model, rows: list[dict], device) -> tuple[list[str], list[int], list[int]]:
+        clip_ids, truth, predicted = [], [], []
+        data = self.cfg.data
+        for start in range(0, len(rows), self.cfg.train.eval_batch_size):
+            chunk = [
+                r for r in rows[start : start + self.cfg.train.eval_batch_size] if r[data.target] is not None
+            ]
+            if not chunk:
+                continue
+            convs = [
+                main_conversation(
+                    r,
+                    data.target,
+                    self.labels,
+                    self.verbalizers,
+                    data.language,
+                    with_answer=False,
+                    audio_in_video=data.audio_in_video,
+                )
+                for r in chunk
+            ]
+            batch = collate(
+                self.processor,
+                convs,
+                {r["clip_id"]: r for r in chunk},
+                frame_size=self.frame_size,
+                audio_in_video=data.audio_in_video,
+                with_labels=False,
+            )
+            out = model(**_to_device(batch.inputs, device), use_cache=False)
+            scores = metrics.verbalizer_scores(
+                out.logits, batch.inputs["attention_mask"].to(device), self.first_ids
+            )
+            predicted += metrics.closed_set_predict(scores).tolist()
+            truth += batch.class_index.tolist()
+            clip_ids += batch.clip_ids
+        return clip_ids, truth, predicted
+
+
+def _to_device(inputs: dict, device) -> dict:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+
+
+def _gather(values: list, world_size: int) -> list:
+    if world_size == 1:
+        return values
+    gathered: list = [None] * world_size
+    torch.distributed.all_gather_object(gathered, values)
+    return [v for part in gathered for v in part]
+
+
+def _load_rows(split: str, rank: int, world_size: int) -> list[dict]:
+    """This worker's rows of a split, in a deterministic order (sorted by clip_id, then strided).
+
+    Every worker receives the whole (unsplit) dataset and takes ``rows[rank::world_size]``, so a
+    rerun or a restarted worker group sees exactly the same rows in the same order.
+    """
+    import ray.train
+
+    shard = ray.train.get_dataset_shard(split)
+    if shard is None:
+        return []
+    rows = [r for b in shard.iter_batches(batch_size=64, batch_format="numpy") for r in rows_from_numpy(b)]
+    rows.sort(key=lambda r: str(r["clip_id"]))
+    return rows[rank::world_size]
+
+
+def _task_losses(
+    engine, processor, batches: dict, media: dict, cfg: TrainConfig, rebalancing, device, frame_size: int
+) -> tuple[torch.Tensor, dict, int]:
+    """Forward each enabled task's batch; returns the combined loss, its parts, and tokens processed."""
+    aux_losses = {}
+    main = None
+    tokens = 0
+    for task, convs in batches.items():
+        batch = collate(
+            processor, convs, media, frame_size=frame_size, audio_in_video=cfg.data.audio_in_video
+        )
+        tokens += batch.num_tokens
+        out = engine(**_to_device(batch.inputs, device), use_cache=False)
+        labels = batch.labels.to(device)
+        if task == MAIN:
+            class_scores = None
+            if rebalancing.scheme == "logit_adjust":
+                class_scores = metrics.score_label_tokens(
+                    metrics.first_answer_logits(out.logits, labels), engine.omnimer_first_ids
+                )
+            main = losses.main_loss(
+                rebalancing, batch.class_index, logits=out.logits, labels=labels, class_scores=class_scores
+            )
+        else:
+            aux_losses[task] = losses.token_loss(out.logits, labels)
+    total, parts = losses.combine(main, aux_losses, losses.aux_weights(cfg.loss))
+    return total, parts, tokens
+
+
+def _epoch_order(
+    rows: list[dict], cfg: TrainConfig, epoch: int, labels: LabelSet, counts: list[int]
+) -> list[int]:
+    """Row indices of one epoch: a seeded permutation, or class-balanced draws for ``resample``."""
+    rng = np.random.default_rng([cfg.train.seed, epoch])
+    if cfg.loss.scheme == "resample":
+        index = [labels.index(r[cfg.data.target]) for r in rows]
+        weights = losses.sampling_weights(torch.tensor(index), counts).numpy()
+        return rng.choice(len(rows), size=len(rows), replace=True, p=weights / weights.sum()).tolist()
+    return rng.permutation(len(rows)).tolist()
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """Ray Train worker function (also used inside Tune trials by sweeps/aux_ablation.py)."""
+    import deepspeed
+    import ray.train
+
+    from omnimer.data.shards import read_dataset_info
+    from omnimer.model.load import apply_lora, load_processor, load_thinker
+
+    cfg = TrainConfig.from_dict(config)
+    context = ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+    device = torch.device("cuda", torch.cuda.current_device()) if cfg.train.use_gpu else torch.device("cpu")
+    seed_everything(cfg.train.seed)
+
+    info = read_dataset_info(Path(cfg.data.path))
+    labels = label_set_of(info, cfg.data.target)
+    counts = class_counts(info, cfg.data.target, labels)
+    frame_size = int(info["frames"]["height"])
+    rebalancing = losses.build_rebalancing(cfg.loss, counts)
+
+    processor = load_processor(cfg.model.name_or_path)
+    verbalizers, first_ids = choose_verbalizers(processor.tokenizer, labels)
+    model = apply_lora(load_thinker(cfg.model), cfg.model.lora)
+    model.train()
+
+    train_rows = _load_rows("train", rank, world_size)
+    eval_rows = {s: _load_rows(s, rank, world_size) for s in ("valid", "test")}
+    steps_per_epoch = math.ceil(len(train_rows) / cfg.train.batch_size)
+    if cfg.train.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.train.max_steps_per_epoch)
+    # Every rank must take the same number of steps (collectives); the shortest slice decides.
+    if world_size > 1:
+        steps = torch.tensor([steps_per_epoch])
+        torch.distributed.all_reduce(steps, op=torch.distributed.ReduceOp.MIN)
+        steps_per_epoch = int(steps)
+    optimizer_steps = max(1, cfg.train.epochs * steps_per_epoch // cfg.train.grad_accum)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(optimizer_steps, cfg.train.warmup_ratio)
+    )
+    engine, optimizer, _, scheduler = deepspeed.initialize(
+        model=model,
+        optimizer=optimizer,
+        lr_scheduler=scheduler,
+        config=deepspeed_config(cfg, world_size),
+        dist_init_required=False,
+    )
+    engine.omnimer_first_ids = first_ids
+
+    state = {"epoch": 0, "history": [], "device_seconds": 0.0, "best_epoch": None}
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as ckpt:
+            engine.load_checkpoint(ckpt, tag=DS_TAG)
+            state = json.loads((Path(ckpt) / STATE_FILE).read_text())
+        log.info("rank %d resumed after epoch %d", rank, state["epoch"])
+
+    run_dir = Path(cfg.run.output_dir) / cfg.run.name
+    writer = None
+    if rank == 0:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run_dir / "tensorboard"))
+    evaluator = Evaluator(processor, cfg, labels, verbalizers, first_ids, frame_size)
+    aux_weights = losses.aux_weights(cfg.loss)
+
+    for epoch in range(state["epoch"], cfg.train.epochs):
+        started = time.time()
+        engine.train()
+        order = _epoch_order(train_rows, cfg, epoch, labels, counts)
+        sums: dict[str, float] = {}
+        for step in range(steps_per_epoch):
+            rows = [
+                train_rows[i] for i in order[step * cfg.train.batch_size : (step + 1) * cfg.train.batch_size]
+            ]
+            batches = build_task_batches(
+                rows,
+                cfg.data.target,
+                labels,
+                verbalizers,
+                cfg.data.language,
+                aux_weights,
+                cfg.data.audio_in_video,
+            )
+            total, parts, _ = _task_losses(
+                engine,
+                processor,
+                batches,
+                {r["clip_id"]: r for r in rows},
+                cfg,
+                rebalancing,
+                device,
+                frame_size,
+            )
+            engine.backward(total)
+            engine.step()
+            for key, value in parts.items():
+                sums[key] = sums.get(key, 0.0) + float(value)
+            if writer is not None:
+                global_step = epoch * steps_per_epoch + step
+                for key, value in parts.items():
+                    writer.add_scalar(f"loss/{key}", float(value), global_step)
+                writer.add_scalar("lr", scheduler.get_last_lr()[0], global_step)
+
+        engine.eval()
+        evaluation = {}
+        for split, rows in eval_rows.items():
+            clip_ids, truth, predicted = evaluator.predict(engine, rows, device)
+            truth, predicted = _gather(truth, world_size), _gather(predicted, world_size)
+            if truth:
+                evaluation[split] = metrics.classification_metrics(truth, predicted, labels.names)
+        elapsed = time.time() - started
+        devices = world_size  # one GPU, or one CPU-share, per worker
+        entry = {
+            "epoch": epoch + 1,
+            "train_loss": {k: v / steps_per_epoch for k, v in sums.items()},
+            "valid": evaluation.get("valid"),
+            "test": evaluation.get("test"),
+            "seconds": elapsed,
+        }
+        state["history"].append(entry)
+        state["device_seconds"] += elapsed * devices
+        state["epoch"] = epoch + 1
+        valid_history = [h for h in state["history"] if h["valid"]]
+        state["best_epoch"] = (
+            state["history"][metrics.best_epoch(valid_history)]["epoch"] if valid_history else None
+        )
+        report = _report_metrics(entry, state)
+        if writer is not None:
+            _write_epoch_tensorboard(writer, entry, labels, epoch + 1)
+        if rank == 0 and state["best_epoch"] == epoch + 1:
+            _save_adapter_atomic(engine.module, run_dir / "best_adapter")
+        with tempfile.TemporaryDirectory() as tmp:
+            engine.save_checkpoint(tmp, tag=DS_TAG)
+            if rank == 0:
+                engine.module.save_pretrained(str(Path(tmp) / "adapter"))
+                write_json_atomic(Path(tmp) / STATE_FILE, state)
+            ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        if cfg.train.fail_at_epoch == epoch + 1:
+            _resilience_drill(run_dir, rank, world_size, epoch + 1)
+    if writer is not None:
+        final = _report_metrics(state["history"][-1], state)
+        writer.add_hparams(
+            _hparams(cfg), {f"hparam/{k}": v for k, v in final.items() if k.startswith("best_")}
+        )
+        writer.close()
+
+
+def _resilience_drill(run_dir: Path, rank: int, world_size: int, epoch: int) -> None:
+    """Kill the last rank's process once, after every rank has reported ``epoch``'s checkpoint.
+
+    The barrier makes the kill land between epochs (as a lost node would), and the marker file makes
+    the drill happen once per run, so the restarted worker group runs to the end.
+    """
+    if world_size > 1:
+        torch.distributed.barrier()
+    marker = run_dir / ".resilience-drill-done"
+    if rank == world_size - 1 and not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+        log.warning("resilience drill: rank %d exits after epoch %d", rank, epoch)
+        os._exit(1)
+
+
+def _report_metrics(entry: dict, state: dict) -> dict:
+    """Flat metrics for Ray (and Tune): this epoch's, and the best epoch's valid/test numbers."""
+    out = {"epoch": entry["epoch"], "device_seconds": state["device_seconds"]}
+    for key, value in entry["train_loss"].items():
+        out[f"train_loss_{key}"] = value
+    for split in ("valid", "test"):
+        if entry[split]:
+            for key in ("macro_f1", "weighted_f1", "accuracy"):
+                out[f"{split}_{key}"] = entry[split][key]
+    if state["best_epoch"] is not None:
+        best = state["history"][state["best_epoch"] - 1]
+        for split in ("valid", "test"):
+            if best[split]:
+                out[f"best_{split}_macro_f1"] = best[split]["macro_f1"]
+        out["best_epoch"] = state["best_epoch"]
+    return out
+
+
+def _hparams(cfg: TrainConfig) -> dict:
+    return {
+        "lora_rank": cfg.model.lora.rank,
+        "lora_alpha": cfg.model.lora.alpha,
+        "lr": cfg.train.lr,
+        "scheme": cfg.loss.scheme,
+        "aux_weight_text": cfg.loss.aux_weight_text,
+        "aux_weight_face": cfg.loss.aux_weight_face,
+        "aux_weight_prosody": cfg.loss.aux_weight_prosody,
+        "seed": cfg.train.seed,
+        "target": cfg.data.target,
+    }
+
+
+def _write_epoch_tensorboard(writer, entry: dict, labels: LabelSet, epoch: int) -> None:
+    for split in ("valid", "test"):
+        result = entry[split]
+        if not result:
+            continue
+        for key in ("macro_f1", "weighted_f1", "accuracy"):
+            writer.add_scalar(f"{split}/{key}", result[key], epoch)
+        if split == "valid":
+            for name, value in result["per_class_f1"].items():
+                writer.add_scalar(f"valid_per_class_f1/{labels.display_name(name)}", value, epoch)
+            writer.add_figure(
+                "valid/confusion_matrix", confusion_figure(result["confusion_matrix"], labels), epoch
+            )
+    writer.flush()
+
+
+def confusion_figure(matrix: list[list[int]], labels: LabelSet):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    array = np.asarray(matrix)
+    fig, ax = plt.subplots(figsize=(1 + 0.6 * len(labels), 1 + 0.6 * len(labels)))
+    ax.imshow(array, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels.display, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels.display)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for (i, j), value in np.ndenumerate(array):
+        ax.text(j, i, str(value), ha="center", va="center", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _save_adapter_atomic(model, target: Path) -> None:
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        target.rename(old)
+    tmp.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------ driver
+
+
+def validate_run(cfg: TrainConfig) -> dict:
+    """Checks that need files (dataset, model, DeepSpeed config), done before any worker starts."""
+    from omnimer.data.shards import read_dataset_info
+    from omnimer.model.load import resolve_checkpoint
+
+    path = Path(cfg.data.path)
+    if not path.is_dir():
+        raise ValueError(f"data.path {cfg.data.path!r} does not exist; run `omnimer ingest` first")
+    info = read_dataset_info(path)
+    labels = label_set_of(info, cfg.data.target)
+    if cfg.data.label_set and cfg.data.label_set != labels.key:
+        raise ValueError(
+            f"data.label_set {cfg.data.label_set!r} does not match the dataset's {cfg.data.target} label set "
+            f"{labels.key!r} ({path / 'dataset.json'})"
+        )
+    if not info["counts"]["rows"].get("train"):
+        raise ValueError(f"{path} has no train rows")
+    try:
+        resolve_checkpoint(cfg.model.name_or_path)
+    except OSError as err:
+        raise ValueError(f"model.name_or_path: {err}") from None
+    ds_path = Path(cfg.train.deepspeed_config)
+    if not (ds_path if ds_path.is_absolute() else REPO / ds_path).is_file():
+        raise ValueError(f"train.deepspeed_config {cfg.train.deepspeed_config!r} does not exist")
+    return info
+
+
+def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
+    """Resolve the config's local paths on the driver: Ray workers run in another working directory."""
+    model = cfg.model
+    if Path(model.name_or_path).expanduser().exists():
+        model = dataclasses.replace(model, name_or_path=str(Path(model.name_or_path).expanduser().resolve()))
+    ds_path = Path(cfg.train.deepspeed_config)
+    return dataclasses.replace(
+        cfg,
+        data=dataclasses.replace(cfg.data, path=str(Path(cfg.data.path).resolve())),
+        model=model,
+        train=dataclasses.replace(
+            cfg.train, deepspeed_config=str(ds_path if ds_path.is_absolute() else REPO / ds_path)
+        ),
+        run=dataclasses.replace(
+            cfg.run,
+            output_dir=cfg.run.output_dir
+            if "://" in cfg.run.output_dir
+            else str(Path(cfg.run.output_dir).resolve()),
+        ),
+    )
+
+
+def build_trainer(
+    cfg: TrainConfig,
+    info: dict,
+    *,
+    storage_path: str | None = None,
+    name: str | None = None,
+    callbacks: list | None = None,
+):
+    """The ``TorchTrainer`` of one run: every worker gets the whole (unsplit) splits."""
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from omnimer.data.shards import load_split
+
+    datasets = {
+        s: load_split(Path(cfg.data.path), s, columns=TRAIN_COLUMNS)
+        for s in ("train", "valid", "test")
+        if info["counts"]["rows"].get(s)
+    }
+    resources = {"CPU": cfg.train.cpus_per_worker}
+    if cfg.train.use_gpu:
+        resources["GPU"] = 1
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=cfg.to_dict(),
+        torch_config=TorchConfig(backend="nccl" if cfg.train.use_gpu else "gloo"),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu, resources_per_worker=resources
+        ),
+        run_config=ray.train.RunConfig(
+            name=name or cfg.run.name,
+            storage_path=str(Path(storage_path or cfg.run.output_dir).resolve()),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
+            callbacks=callbacks,
+        ),
+        datasets=datasets,
+        dataset_config=ray.train.DataConfig(datasets_to_split=[]),
+    )
+
+
+def run_training(cfg: TrainConfig) -> dict:
+    """Driver of ``omnimer train``: validate, fit, and write ``record.json``; returns the record."""
+    info = validate_run(cfg)
+    cfg = with_absolute_paths(cfg)
+    run_dir = Path(cfg.run.output_dir).resolve() / cfg.run.name
+    record = {
+        "schema_version": RECORD_SCHEMA_VERSION,
+        "kind": "train",
+        "status": "running",
+        "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "config": cfg.to_dict(),
+        "dataset": {
+            "path": str(Path(cfg.data.path).resolve()),
+            "label_set": info["label_sets"][cfg.data.target]["key"],
+            "counts": info["counts"]["rows"],
+        },
+        "git": git_state(),
+        "packages": package_versions(),
+    }
+    write_json_atomic(run_dir / "record.json", record)
+    started = time.time()
+    trainer = build_trainer(cfg, info)
+    try:
+        result = trainer.fit()
+        error = result.error
+    except Exception as err:  # the record must say the run failed, then the error propagates
+        error, result = err, None
+    record["wall_seconds"] = time.time() - started
+    if error is not None or result is None:
+        record["status"] = "failed"
+        record["error"] = f"{type(error).__name__}: {error}"
+        write_json_atomic(run_dir / "record.json", record)
+        raise RuntimeError(f"training failed: {error}") from error
+    with result.checkpoint.as_directory() as ckpt:
+        state = json.loads((Path(ckpt) / STATE_FILE).read_text())
+    record.update(record_from_state(state))
+    record["status"] = "finished"
+    write_json_atomic(run_dir / "record.json", record)
+    return record
+
+
+def record_from_state(state: dict) -> dict:
+    """The metrics part of a record: per-epoch history, the selected epoch and its test metrics."""
+    best = state["best_epoch"]
+    selected = state["history"][best - 1] if best else state["history"][-1]
+    return {
+        "epochs": state["history"],
+        "best_epoch": best,
+        "valid": selected["valid"],
+        "test": selected["test"],
+        "device_seconds": state["device_seconds"],
+    }

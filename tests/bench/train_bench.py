@@ -1,0 +1,146 @@
+"""Training-side benchmarks on the tiny Thinker (in process, CPU):
+
+- step time (forward + backward + optimizer) with all three aux tasks vs main-only;
+- closed-set scoring (one forward pass over the prompts) vs ``generate`` + parsing the label word,
+  on the same examples, with the share of identical predictions.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from omnimer import losses, metrics
+from omnimer.collate import collate
+from omnimer.config import LoraSettings, LossConfig, ModelConfig, TrainConfig
+from omnimer.labels import LabelSet
+from omnimer.model.load import apply_lora, load_processor, load_thinker
+from omnimer.tasks import build_task_batches, main_conversation
+from omnimer.train import _task_losses, choose_verbalizers
+
+
+def _model(path: str):
+    torch.manual_seed(0)
+    model = apply_lora(
+        load_thinker(ModelConfig(name_or_path=path, dtype="float32")), LoraSettings(dropout=0.0)
+    )
+    model.train()
+    return model
+
+
+def _step_seconds(
+    model,
+    processor,
+    rows,
+    labels: LabelSet,
+    loss_cfg: LossConfig,
+    frame_size: int,
+    steps: int,
+    batch_size: int,
+) -> float:
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    rebalancing = losses.build_rebalancing(loss_cfg, [1] * len(labels))
+    cfg = TrainConfig(loss=loss_cfg)
+    times = []
+    for step in range(steps + 1):
+        batch_rows = [rows[(step * batch_size + i) % len(rows)] for i in range(batch_size)]
+        start = time.perf_counter()
+        batches = build_task_batches(
+            batch_rows, "emotion", labels, labels.names, "id", losses.aux_weights(loss_cfg)
+        )
+        total, _, _ = _task_losses(
+            model,
+            processor,
+            batches,
+            {r["clip_id"]: r for r in batch_rows},
+            cfg,
+            rebalancing,
+            "cpu",
+            frame_size,
+        )
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        if step:  # the first step pays one-off allocations
+            times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def _train_main(model, processor, rows, labels, frame_size, epochs: int = 6) -> None:
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    zero = LossConfig(aux_weight_text=0.0, aux_weight_face=0.0, aux_weight_prosody=0.0)
+    rebalancing = losses.build_rebalancing(zero, [1] * len(labels))
+    for _ in range(epochs):
+        for start in range(0, len(rows), 4):
+            batch_rows = rows[start : start + 4]
+            batches = build_task_batches(
+                batch_rows, "emotion", labels, labels.names, "id", losses.aux_weights(zero)
+            )
+            total, _, _ = _task_losses(
+                model,
+                processor,
+                batches,
+                {r["clip_id"]: r for r in batch_rows},
+                TrainConfig(loss=zero),
+                rebalancing,
+                "cpu",
+                frame_size,
+            )
+            optimizer.zero_grad()
+            total.backward()
+            optimizer.step()
+
+
+def bench_train(model_path: str, rows: list[dict], labels: LabelSet, frame_size: int) -> None:
+    processor = load_processor(model_path)
+    main_only = LossConfig(aux_weight_text=0.0, aux_weight_face=0.0, aux_weight_prosody=0.0)
+    all_aux = LossConfig(aux_weight_text=0.3, aux_weight_face=0.3, aux_weight_prosody=0.3)
+    t_main = _step_seconds(_model(model_path), processor, rows, labels, main_only, frame_size, 12, 4)
+    t_all = _step_seconds(_model(model_path), processor, rows, labels, all_aux, frame_size, 12, 4)
+    print(
+        f"train step, batch 4, tiny Thinker on CPU (median of 12): main-only {t_main * 1e3:.1f} ms, "
+        f"all three aux tasks {t_all * 1e3:.1f} ms, ratio {t_all / t_main:.2f}x (goal <= 1.5x)"
+    )
+
+    model = _model(model_path)
+    _train_main(model, processor, rows, labels, frame_size)
+    model.eval()
+    verbalizers, first_ids = choose_verbalizers(processor.tokenizer, labels)
+    eval_rows = rows[: min(len(rows), 48)]
+    media = {r["clip_id"]: r for r in eval_rows}
+    prompts = [
+        main_conversation(r, "emotion", labels, verbalizers, "id", with_answer=False) for r in eval_rows
+    ]
+    batches = [
+        collate(processor, prompts[i : i + 8], media, frame_size=frame_size, with_labels=False)
+        for i in range(0, len(prompts), 8)
+    ]
+    with torch.no_grad():
+        start = time.perf_counter()
+        closed = []
+        for batch in batches:
+            scores = metrics.verbalizer_scores(
+                model(**batch.inputs).logits, batch.inputs["attention_mask"], first_ids
+            )
+            closed += metrics.closed_set_predict(scores).tolist()
+        t_closed = time.perf_counter() - start
+        start = time.perf_counter()
+        generated = []
+        for batch in batches:
+            out = model.generate(**batch.inputs, max_new_tokens=4, do_sample=False)
+            texts = processor.tokenizer.batch_decode(
+                out[:, batch.inputs["input_ids"].shape[1] :], skip_special_tokens=True
+            )
+            for text in texts:
+                word = text.strip().split()[0].strip(".,") if text.strip() else ""
+                generated.append(verbalizers.index(word) if word in verbalizers else -1)
+        t_generate = time.perf_counter() - start
+    same = float(np.mean([a == b for a, b in zip(closed, generated, strict=True)]))
+    parsed = float(np.mean([g >= 0 for g in generated]))
+    print(
+        f"evaluation of {len(eval_rows)} clips: closed-set scoring {t_closed:.2f} s, generate + parse "
+        f"{t_generate:.2f} s, ratio {t_generate / t_closed:.1f}x (goal >= 5x); same prediction on "
+        f"{same:.0%} of clips, generate produced a label word on {parsed:.0%}"
+    )

@@ -1,0 +1,310 @@
+"""Batches and one training step on the tiny Thinker, in process (no Ray): collation, the λ=0 contract,
+closed-set scoring, and the config/driver checks that must fail before any worker starts."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from mediafiles import tone
+
+from omnimer import losses, metrics
+from omnimer.collate import IGNORE_INDEX, collate
+from omnimer.config import LossConfig, ModelConfig, TrainConfig, load_train_config
+from omnimer.labels import INDOMER_EMOTION
+from omnimer.model.load import apply_lora, load_processor, load_thinker
+from omnimer.model.tiny import build_tiny_model
+from omnimer.tasks import MAIN, build_task_batches, main_conversation
+from omnimer.train import (
+    _task_losses,
+    choose_verbalizers,
+    deepspeed_config,
+    lr_lambda,
+    validate_run,
+)
+
+FRAMES, SIZE = 4, 56
+
+
+def make_rows(n: int, seed: int = 0) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        emotion = INDOMER_EMOTION.names[i % 3]
+        rows.append(
+            {
+                "clip_id": f"clip_{i}_Sharing_1",
+                "text": f"Kalimat nomor {i}, aku {'senang' if i % 3 == 1 else 'biasa saja'}.",
+                "emotion": emotion,
+                "sentiment": "netral",
+                "aux_keywords": "kata emosi: tidak ada; sentimen teks: netral",
+                "aux_face": "ekspresi wajah: datar; sentimen wajah: netral",
+                "aux_prosody": "prosodi: nada sedang dan datar, energi sedang, tempo sedang; "
+                "sentimen suara: netral",
+                "frames": rng.integers(0, 255, (FRAMES, SIZE, SIZE, 3), dtype=np.uint8),
+                "audio": tone(1.0 + 0.5 * (i % 2), f0=120 + 20 * i),
+                "frame_fps": FRAMES / (1.0 + 0.5 * (i % 2)),  # two clip lengths: two sampling rates
+            }
+        )
+    return rows
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = build_tiny_model(tmp_path_factory.mktemp("tiny") / "m", seed=0)
+    return path, load_processor(str(path))
+
+
+def fresh_model(path, seed=0):
+    torch.manual_seed(seed)
+    model = apply_lora(
+        load_thinker(ModelConfig(name_or_path=str(path), dtype="float32")),
+        ModelConfig().lora.__class__(rank=4, alpha=8, dropout=0.0),
+    )
+    model.train()
+    return model
+
+
+def test_collate_labels_only_the_answer(tiny):
+    _, processor = tiny
+    rows = make_rows(3)
+    convs = build_task_batches(
+        rows,
+        "emotion",
+        INDOMER_EMOTION,
+        INDOMER_EMOTION.verbalizers,
+        "id",
+        {"aux_text": 1, "aux_face": 1, "aux_prosody": 1},
+    )
+    media = {r["clip_id"]: r for r in rows}
+    main = collate(processor, convs[MAIN], media, frame_size=SIZE)
+    tokenizer = processor.tokenizer
+    for row in range(3):
+        answer = tokenizer.decode(main.inputs["input_ids"][row][main.labels[row] != IGNORE_INDEX])
+        assert answer == f"{rows[row]['emotion']}<|im_end|>\n"
+    video_token = tokenizer.convert_tokens_to_ids("<|VIDEO|>")
+    assert int((main.inputs["input_ids"][0] == video_token).sum()) == 8  # not 288: size pinned
+    # each clip keeps its own sampling rate: 2 frames per temporal patch / fps
+    assert main.inputs["video_second_per_grid"].tolist() == pytest.approx([0.5, 0.75, 0.5])
+    assert main.class_index.tolist() == [0, 1, 2]
+    face = collate(processor, convs["aux_face"], media, frame_size=SIZE)
+    assert "input_features" not in face.inputs and "pixel_values_videos" in face.inputs
+    text = collate(processor, convs["aux_text"], media, frame_size=SIZE)
+    assert set(text.inputs) == {"input_ids", "attention_mask"}
+
+
+def test_interleaved_audio_in_video_groups_clips_by_fps(tiny):
+    path, processor = tiny
+    rows = make_rows(4)
+    convs = [
+        main_conversation(
+            r,
+            "emotion",
+            INDOMER_EMOTION,
+            INDOMER_EMOTION.verbalizers,
+            "id",
+            with_answer=True,
+            audio_in_video=True,
+        )
+        for r in rows
+    ]
+    batch = collate(processor, convs, {r["clip_id"]: r for r in rows}, frame_size=SIZE, audio_in_video=True)
+    assert batch.inputs["use_audio_in_video"] is True
+    # grouped by sampling rate (2.67 fps, then 4 fps), each group in its original order
+    assert batch.clip_ids == [rows[1]["clip_id"], rows[3]["clip_id"], rows[0]["clip_id"], rows[2]["clip_id"]]
+    assert batch.class_index.tolist() == [1, 0, 0, 2]
+    model = load_thinker(ModelConfig(name_or_path=str(path), dtype="float32"))
+    out = model(**batch.inputs, use_cache=False)
+    assert torch.isfinite(out.logits).all()
+
+
+class CountingModel(torch.nn.Module):
+    """Counts forward calls and the video/audio inputs they carry."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.calls, self.video_calls = model, 0, 0
+
+    def forward(self, **inputs):
+        self.calls += 1
+        self.video_calls += "pixel_values_videos" in inputs
+        return self.model(**inputs)
+
+
+def step_losses(model, processor, rows, loss_cfg: LossConfig):
+    cfg = TrainConfig(loss=loss_cfg)
+    batches = build_task_batches(
+        rows, "emotion", INDOMER_EMOTION, INDOMER_EMOTION.verbalizers, "id", losses.aux_weights(loss_cfg)
+    )
+    rebalancing = losses.build_rebalancing(loss_cfg, [10, 5, 5, 1, 1, 1, 1])
+    return _task_losses(
+        model, processor, batches, {r["clip_id"]: r for r in rows}, cfg, rebalancing, "cpu", SIZE
+    )
+
+
+def test_face_weight_zero_never_builds_or_runs_the_face_task(tiny):
+    path, processor = tiny
+    rows = make_rows(2)
+    counting = CountingModel(fresh_model(path))
+    _, parts, tokens_all = step_losses(counting, processor, rows, LossConfig())
+    assert counting.calls == 4 and counting.video_calls == 2  # main + face carry video
+    counting.calls = counting.video_calls = 0
+    _, parts_no_face, tokens = step_losses(counting, processor, rows, LossConfig(aux_weight_face=0.0))
+    assert counting.calls == 3 and counting.video_calls == 1  # only main still sees the video
+    assert "aux_face" not in parts_no_face and "aux_face" in parts
+    assert tokens < tokens_all
+
+
+def train_steps(path, processor, rows, loss_cfg, steps=3):
+    model = fresh_model(path, seed=0)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(steps):
+        total, _, _ = step_losses(model, processor, rows, loss_cfg)
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if "lora_" in k}
+
+
+def test_all_aux_weights_zero_equals_main_only_bit_for_bit(tiny):
+    path, processor = tiny
+    rows = make_rows(3)
+    zero = LossConfig(aux_weight_text=0.0, aux_weight_face=0.0, aux_weight_prosody=0.0)
+    with_zero_weights = train_steps(path, processor, rows, zero)
+    # main-only: the same rows with no aux targets at all, so no aux task could exist
+    bare = [dict(r, aux_keywords=None, aux_face=None, aux_prosody=None) for r in rows]
+    main_only = train_steps(path, processor, bare, zero)
+    assert with_zero_weights.keys() == main_only.keys()
+    for key in main_only:
+        assert torch.equal(with_zero_weights[key], main_only[key]), key
+    with_aux = train_steps(path, processor, rows, LossConfig())
+    assert any(not torch.equal(with_aux[k], main_only[k]) for k in main_only)  # the λ > 0 run differs
+
+
+def test_closed_set_scoring_matches_full_answer_likelihood(tiny):
+    """After a few steps on the main task, first-token scoring picks the label with the best full answer."""
+    path, processor = tiny
+    rows = make_rows(6)
+    model = fresh_model(path)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-2)
+    zero = LossConfig(aux_weight_text=0.0, aux_weight_face=0.0, aux_weight_prosody=0.0)
+    for _ in range(8):
+        total, _, _ = step_losses(model, processor, rows, zero)
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+    model.eval()
+    verbalizers, first_ids = choose_verbalizers(processor.tokenizer, INDOMER_EMOTION)
+    media = {r["clip_id"]: r for r in rows}
+    prompts = [
+        main_conversation(r, "emotion", INDOMER_EMOTION, verbalizers, "id", with_answer=False) for r in rows
+    ]
+    batch = collate(processor, prompts, media, frame_size=SIZE, with_labels=False)
+    with torch.no_grad():
+        scores = metrics.verbalizer_scores(
+            model(**batch.inputs).logits, batch.inputs["attention_mask"], first_ids
+        )
+        closed = metrics.closed_set_predict(scores)
+        # full-answer log-likelihood of every label for every clip
+        full = torch.zeros(len(rows), len(verbalizers))
+        for c in range(len(verbalizers)):
+            answered = [
+                main_conversation(r, "emotion", INDOMER_EMOTION, verbalizers, "id", with_answer=True)
+                for r in rows
+            ]
+            for conv in answered:
+                conv.messages[-1]["content"][0]["text"] = verbalizers[c]
+            b = collate(processor, answered, media, frame_size=SIZE)
+            # the answer's likelihood is that of the label word's tokens (the end marker is not the answer)
+            n_tokens = len(processor.tokenizer(verbalizers[c], add_special_tokens=False).input_ids)
+            labels = b.labels.clone()
+            for row in range(len(rows)):
+                positions = (labels[row] != IGNORE_INDEX).nonzero().flatten()
+                labels[row, positions[n_tokens:]] = IGNORE_INDEX
+            full[:, c] = metrics.sequence_logprob(model(**b.inputs).logits, labels)
+    assert closed.tolist() == full.argmax(dim=1).tolist()
+
+
+def test_choose_verbalizers_single_token_labels(tiny):
+    _, processor = tiny
+    verbalizers, first_ids = choose_verbalizers(processor.tokenizer, INDOMER_EMOTION)
+    assert verbalizers == INDOMER_EMOTION.names and len(set(first_ids)) == 7
+
+
+def test_deepspeed_configs_are_consistent():
+    """The ZeRO-2/ZeRO-3 configs (GPU path: bf16 + NCCL) complete to consistent DeepSpeed configs."""
+    for stage in (2, 3):
+        for gpu in (False, True):
+            cfg = load_train_config(
+                None,
+                [
+                    f"train.deepspeed_config=cluster/deepspeed/zero{stage}.json",
+                    f"train.use_gpu={str(gpu).lower()}",
+                    "train.batch_size=3",
+                    "train.grad_accum=2",
+                ],
+            )
+            ds = deepspeed_config(cfg, world_size=8)
+            assert ds["zero_optimization"]["stage"] == stage
+            assert (
+                ds["train_batch_size"]
+                == ds["train_micro_batch_size_per_gpu"] * ds["gradient_accumulation_steps"] * 8
+            )
+            assert ds["bf16"]["enabled"] is gpu and "fp16" not in ds
+            assert ds["gradient_clipping"] == cfg.train.max_grad_norm
+    zero3 = json.loads(open("cluster/deepspeed/zero3.json").read())
+    assert zero3["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
+
+
+def test_warmup_cosine_schedule():
+    factor = lr_lambda(100, 0.1)
+    assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)
+    assert factor(10) == pytest.approx(1.0) and factor(55) == pytest.approx(0.5, abs=0.02)
+    assert factor(99) == pytest.approx(0.0, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["loss.scheme=balanced"], "loss.scheme 'balanced' is not one of none, inverse_freq"),
+        (["loss.aux_weight_face=-0.5"], "loss.aux_weight_face must be >= 0, got -0.5"),
+        (["model.lora.rank=0"], "lora.rank must be an integer >= 1, got 0"),
+        (["train.epoch=2"], "unknown config key 'train.epoch'; did you mean 'train.epochs'?"),
+    ],
+)
+def test_bad_config_is_refused_at_construction(overrides, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("?", r"\?")):
+        load_train_config(None, overrides)
+
+
+def test_missing_dataset_and_label_set_mismatch(tmp_path, tiny):
+    path, _ = tiny
+    cfg = load_train_config(None, [f"data.path={tmp_path / 'none'}", f"model.name_or_path={path}"])
+    with pytest.raises(ValueError, match=r"data.path '.*none' does not exist; run `omnimer ingest` first"):
+        validate_run(cfg)
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    info = {
+        "schema_version": 1,
+        "format": "indomer",
+        "label_sets": {"emotion": INDOMER_EMOTION.to_json(), "sentiment": None},
+        "counts": {"rows": {"train": 3}},
+    }
+    (ds / "dataset.json").write_text(json.dumps(info))
+    cfg = load_train_config(
+        None, [f"data.path={ds}", f"model.name_or_path={path}", "data.label_set=meld-emotion"]
+    )
+    with pytest.raises(
+        ValueError,
+        match="data.label_set 'meld-emotion' does not match the dataset's emotion label set "
+        "'indomer-emotion'",
+    ):
+        validate_run(cfg)
+    cfg = load_train_config(None, [f"data.path={ds}", f"model.name_or_path={tmp_path / 'nomodel'}"])
+    with pytest.raises(ValueError, match="model.name_or_path: model directory .*nomodel' does not exist"):
+        validate_run(cfg)
+    cfg = load_train_config(None, [f"data.path={ds}", f"model.name_or_path={path}", "data.target=sentiment"])
+    with pytest.raises(ValueError, match="the dataset has no sentiment labels"):
+        validate_run(cfg)
