@@ -34,8 +34,8 @@ from omnimer.labels import (
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "valid", "test")
-# Columns of a manifest row (the shard schema minus the decoded media and provenance hashes).
-ROW_FIELDS = (
+# The string columns a shard row shares with a manifest row (DESIGN §3).
+SHARD_STRING_COLUMNS = (
     "clip_id",
     "video_id",
     "speaker_id",
@@ -51,9 +51,9 @@ ROW_FIELDS = (
     "aux_prosody",
     "source_video",
     "source_audio",
-    "manifest_file",
-    "manifest_row",
 )
+# A manifest row: those columns plus where it came from (for file:row messages); no media yet.
+ROW_FIELDS = (*SHARD_STRING_COLUMNS, "manifest_file", "manifest_row")
 INDOMER_CLIP = re.compile(r"^clip_(?P<video>\d+)_(?P<topic>[^_/\\]+)_(?P<index>\d+)$")
 
 

@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 
 from omnimer.config import IngestConfig
 from omnimer.data import aux_targets
-from omnimer.data.formats import SPLITS, Manifest, Problem, read_manifest
+from omnimer.data.formats import SHARD_STRING_COLUMNS, SPLITS, Manifest, Problem, read_manifest
 from omnimer.data.media import MediaError, decode_audio, decode_frames
 from omnimer.data.prosody import PROSODY_FIELDS, describe_dataset, prosody_features
 
@@ -47,23 +47,7 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 DATASET_JSON = "dataset.json"
 QUARANTINE_CSV = "quarantine.csv"
-STRING_COLUMNS = (
-    "clip_id",
-    "video_id",
-    "speaker_id",
-    "split",
-    "text",
-    "emotion",
-    "sentiment",
-    "text_sentiment",
-    "audio_sentiment",
-    "video_sentiment",
-    "aux_keywords",
-    "aux_face",
-    "aux_prosody",
-    "source_video",
-    "source_audio",
-)
+STRING_COLUMNS = SHARD_STRING_COLUMNS
 PROSODY_TYPE = pa.struct([(name, pa.float32()) for name in PROSODY_FIELDS])
 
 
