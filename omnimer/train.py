@@ -624,6 +624,18 @@ def run_training(cfg: TrainConfig) -> dict:
     info = validate_run(cfg)
     cfg = with_absolute_paths(cfg)
     run_dir = Path(cfg.run.output_dir).resolve() / cfg.run.name
+    previous = _previous_record(run_dir)
+    if previous is not None:
+        # Ray Train resumes a run from the checkpoints under the same storage path and name, so a
+        # different config there would silently continue someone else's run.
+        if previous["config"] != json.loads(json.dumps(cfg.to_dict())):
+            raise ValueError(
+                f"{run_dir} already holds a run with a different config; choose another run.name "
+                "or remove that directory"
+            )
+        if previous["status"] == "finished":
+            log.info("run %s already finished with this config; nothing to do", run_dir)
+            return previous
     record = {
         "schema_version": RECORD_SCHEMA_VERSION,
         "kind": "train",
@@ -658,6 +670,11 @@ def run_training(cfg: TrainConfig) -> dict:
     record["status"] = "finished"
     write_json_atomic(run_dir / "record.json", record)
     return record
+
+
+def _previous_record(run_dir: Path) -> dict | None:
+    path = run_dir / "record.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def record_from_state(state: dict) -> dict:

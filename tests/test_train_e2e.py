@@ -149,3 +149,30 @@ def test_worker_death_resumes_to_the_same_result(workspace, unbroken):
     for key in ("valid", "test"):
         assert b["epochs"][-1][key] == a["epochs"][-1][key]
     assert b["epochs"][-1]["train_loss"] == pytest.approx(a["epochs"][-1]["train_loss"], rel=1e-6)
+
+
+def test_rerun_is_a_no_op_and_a_changed_config_is_refused(workspace, unbroken):
+    run_dir, _ = unbroken
+    before = (run_dir / "record.json").read_text()
+    _, result = train(workspace, "unbroken")
+    assert (run_dir / "record.json").read_text() == before  # finished: not trained again
+    root, env = workspace
+    changed = subprocess.run(
+        CLI
+        + [
+            "train",
+            "--config",
+            "sweeps/configs/smoke.yaml",
+            f"data.path={root / 'shards'}",
+            f"model.name_or_path={root / 'tiny'}",
+            f"run.output_dir={root / 'runs'}",
+            "run.name=unbroken",
+            "train.epochs=3",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert changed.returncode == 2
+    assert "already holds a run with a different config; choose another run.name" in changed.stderr

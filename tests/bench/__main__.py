@@ -153,7 +153,7 @@ def bench_model(workdir: Path, shards: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench")
-    parser.add_argument("--clips", type=int, default=48)
+    parser.add_argument("--clips", type=int, default=96)
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--size", type=int, default=112)
     parser.add_argument("--repeats", type=int, default=3)
