@@ -30,6 +30,33 @@ def _model(path: str):
     return model
 
 
+def _train_step(
+    model, optimizer, processor, batch_rows, labels: LabelSet, loss_cfg: LossConfig, frame_size: int
+) -> None:
+    """One optimizer step of the real training step function (``omnimer.train._task_losses``)."""
+    rebalancing = losses.build_rebalancing(loss_cfg, [1] * len(labels))
+    batches = build_task_batches(
+        batch_rows, "emotion", labels, labels.names, "id", losses.aux_weights(loss_cfg)
+    )
+    total, _, _ = _task_losses(
+        model,
+        processor,
+        batches,
+        {r["clip_id"]: r for r in batch_rows},
+        TrainConfig(loss=loss_cfg),
+        rebalancing,
+        "cpu",
+        frame_size,
+    )
+    optimizer.zero_grad()
+    total.backward()
+    optimizer.step()
+
+
+def _optimizer(model, lr: float) -> torch.optim.Optimizer:
+    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+
+
 def _step_seconds(
     model,
     processor,
@@ -40,57 +67,23 @@ def _step_seconds(
     steps: int,
     batch_size: int,
 ) -> float:
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    rebalancing = losses.build_rebalancing(loss_cfg, [1] * len(labels))
-    cfg = TrainConfig(loss=loss_cfg)
+    optimizer = _optimizer(model, 1e-3)
     times = []
     for step in range(steps + 1):
         batch_rows = [rows[(step * batch_size + i) % len(rows)] for i in range(batch_size)]
         start = time.perf_counter()
-        batches = build_task_batches(
-            batch_rows, "emotion", labels, labels.names, "id", losses.aux_weights(loss_cfg)
-        )
-        total, _, _ = _task_losses(
-            model,
-            processor,
-            batches,
-            {r["clip_id"]: r for r in batch_rows},
-            cfg,
-            rebalancing,
-            "cpu",
-            frame_size,
-        )
-        optimizer.zero_grad()
-        total.backward()
-        optimizer.step()
+        _train_step(model, optimizer, processor, batch_rows, labels, loss_cfg, frame_size)
         if step:  # the first step pays one-off allocations
             times.append(time.perf_counter() - start)
     return float(np.median(times))
 
 
 def _train_main(model, processor, rows, labels, frame_size, epochs: int = 6) -> None:
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    optimizer = _optimizer(model, 1e-2)
     zero = LossConfig(aux_weight_text=0.0, aux_weight_face=0.0, aux_weight_prosody=0.0)
-    rebalancing = losses.build_rebalancing(zero, [1] * len(labels))
     for _ in range(epochs):
         for start in range(0, len(rows), 4):
-            batch_rows = rows[start : start + 4]
-            batches = build_task_batches(
-                batch_rows, "emotion", labels, labels.names, "id", losses.aux_weights(zero)
-            )
-            total, _, _ = _task_losses(
-                model,
-                processor,
-                batches,
-                {r["clip_id"]: r for r in batch_rows},
-                TrainConfig(loss=zero),
-                rebalancing,
-                "cpu",
-                frame_size,
-            )
-            optimizer.zero_grad()
-            total.backward()
-            optimizer.step()
+            _train_step(model, optimizer, processor, rows[start : start + 4], labels, zero, frame_size)
 
 
 def bench_train(model_path: str, rows: list[dict], labels: LabelSet, frame_size: int) -> None:
