@@ -120,12 +120,13 @@ def bench_train(model_path: str, rows: list[dict], labels: LabelSet, frame_size:
             closed += metrics.closed_set_predict(scores).tolist()
         t_closed = time.perf_counter() - start
         start = time.perf_counter()
-        generated = []
+        generated, answers = [], []
         for batch in batches:
             out = model.generate(**batch.inputs, max_new_tokens=4, do_sample=False)
             texts = processor.tokenizer.batch_decode(
                 out[:, batch.inputs["input_ids"].shape[1] :], skip_special_tokens=True
             )
+            answers += texts
             for text in texts:
                 word = text.strip().split()[0].strip(".,") if text.strip() else ""
                 generated.append(verbalizers.index(word) if word in verbalizers else -1)
@@ -135,5 +136,5 @@ def bench_train(model_path: str, rows: list[dict], labels: LabelSet, frame_size:
     print(
         f"evaluation of {len(eval_rows)} clips: closed-set scoring {t_closed:.2f} s, generate + parse "
         f"{t_generate:.2f} s, ratio {t_generate / t_closed:.1f}x (goal >= 5x); same prediction on "
-        f"{same:.0%} of clips, generate produced a label word on {parsed:.0%}"
+        f"{same:.0%} of clips, generate produced a label word on {parsed:.0%} (first answers: {answers[:3]})"
     )
