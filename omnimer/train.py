@@ -242,9 +242,20 @@ def _load_rows(split: str, rank: int, world_size: int) -> list[dict]:
 
 
 def _task_losses(
-    engine, processor, batches: dict, media: dict, cfg: TrainConfig, rebalancing, device, frame_size: int
+    engine,
+    processor,
+    batches: dict,
+    media: dict,
+    cfg: TrainConfig,
+    rebalancing,
+    device,
+    frame_size: int,
+    first_ids: list[int] | None = None,
 ) -> tuple[torch.Tensor, dict, int]:
-    """Forward each enabled task's batch; returns the combined loss, its parts, and tokens processed."""
+    """Forward each enabled task's batch; returns the combined loss, its parts, and tokens processed.
+
+    ``first_ids`` (the label verbalizers' first tokens) is needed by the logit_adjust scheme only.
+    """
     aux_losses = {}
     main = None
     tokens = 0
@@ -259,7 +270,7 @@ def _task_losses(
             class_scores = None
             if rebalancing.scheme == "logit_adjust":
                 class_scores = metrics.score_label_tokens(
-                    metrics.first_answer_logits(out.logits, labels), engine.omnimer_first_ids
+                    metrics.first_answer_logits(out.logits, labels), first_ids
                 )
             main = losses.main_loss(
                 rebalancing, batch.class_index, logits=out.logits, labels=labels, class_scores=class_scores
@@ -331,7 +342,6 @@ def train_loop_per_worker(config: dict) -> None:
         config=deepspeed_config(cfg, world_size),
         dist_init_required=False,
     )
-    engine.omnimer_first_ids = first_ids
 
     state = {"epoch": 0, "history": [], "device_seconds": 0.0, "best_epoch": None}
     checkpoint = ray.train.get_checkpoint()
@@ -377,6 +387,7 @@ def train_loop_per_worker(config: dict) -> None:
                 rebalancing,
                 device,
                 frame_size,
+                first_ids,
             )
             engine.backward(total)
             engine.step()

@@ -139,9 +139,28 @@ def step_losses(model, processor, rows, loss_cfg: LossConfig):
         rows, "emotion", INDOMER_EMOTION, INDOMER_EMOTION.verbalizers, "id", losses.aux_weights(loss_cfg)
     )
     rebalancing = losses.build_rebalancing(loss_cfg, [10, 5, 5, 1, 1, 1, 1])
+    _, first_ids = choose_verbalizers(processor.tokenizer, INDOMER_EMOTION)
     return _task_losses(
-        model, processor, batches, {r["clip_id"]: r for r in rows}, cfg, rebalancing, "cpu", SIZE
+        model, processor, batches, {r["clip_id"]: r for r in rows}, cfg, rebalancing, "cpu", SIZE, first_ids
     )
+
+
+def test_logit_adjust_step_uses_the_label_token_scores(tiny):
+    """logit_adjust trains on the label-restricted first-token scores, shifted by tau * log prior."""
+    path, processor = tiny
+    rows = make_rows(3)
+    model = fresh_model(path)
+    plain = LossConfig(
+        scheme="logit_adjust", tau=0.0, aux_weight_text=0, aux_weight_face=0, aux_weight_prosody=0
+    )
+    adjusted = LossConfig(
+        scheme="logit_adjust", tau=1.0, aux_weight_text=0, aux_weight_face=0, aux_weight_prosody=0
+    )
+    with torch.no_grad():
+        _, parts_plain, _ = step_losses(model, processor, rows, plain)
+        _, parts_adjusted, _ = step_losses(model, processor, rows, adjusted)
+    assert torch.isfinite(parts_plain["main"]) and torch.isfinite(parts_adjusted["main"])
+    assert float(parts_plain["main"]) != float(parts_adjusted["main"])
 
 
 def test_face_weight_zero_never_builds_or_runs_the_face_task(tiny):
