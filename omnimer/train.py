@@ -19,6 +19,7 @@ checkpoints (adapter + DeepSpeed optimizer state) under ``checkpoint_*``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import json
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 
 RECORD_SCHEMA_VERSION = 1
 STATE_FILE = "omnimer_state.json"
+DATASET = "shards"  # the one Ray Dataset a run's workers read (all splits)
 DS_TAG = "deepspeed"
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("torch", "transformers", "peft", "ray", "deepspeed", "optuna", "pyarrow", "decord", "numpy")
@@ -174,6 +176,13 @@ class Evaluator:
         self.verbalizers, self.first_ids, self.frame_size = verbalizers, first_ids, frame_size
 
     @torch.no_grad()
+    def evaluate(self, model, rows: list[dict], device, world_size: int) -> dict | None:
+        """Metrics over every rank's rows (None if the split is empty)."""
+        _, truth, predicted = self.predict(model, rows, device)
+        truth, predicted = _gather(truth, world_size), _gather(predicted, world_size)
+        return metrics.classification_metrics(truth, predicted, self.labels.names) if truth else None
+
+    @torch.no_grad()
     def predict(self, model, rows: list[dict], device) -> tuple[list[str], list[int], list[int]]:
         clip_ids, truth, predicted = [], [], []
         data = self.cfg.data
@@ -225,20 +234,26 @@ def _gather(values: list, world_size: int) -> list:
     return [v for part in gathered for v in part]
 
 
-def _load_rows(split: str, rank: int, world_size: int) -> list[dict]:
-    """This worker's rows of a split, in a deterministic order (sorted by clip_id, then strided).
+def _load_rows(rank: int, world_size: int) -> dict[str, list[dict]]:
+    """This worker's rows of each split, in a deterministic order (sorted by clip_id, then strided).
 
     Every worker receives the whole (unsplit) dataset and takes ``rows[rank::world_size]``, so a
-    rerun or a restarted worker group sees exactly the same rows in the same order.
+    rerun or a restarted worker group sees exactly the same rows in the same order. The split of a
+    row is the folder of its shard file (one Ray Data execution for all splits: each execution costs
+    seconds of start-up).
     """
     import ray.train
 
-    shard = ray.train.get_dataset_shard(split)
-    if shard is None:
-        return []
-    rows = [r for b in shard.iter_batches(batch_size=64, batch_format="numpy") for r in rows_from_numpy(b)]
-    rows.sort(key=lambda r: str(r["clip_id"]))
-    return rows[rank::world_size]
+    shard = ray.train.get_dataset_shard(DATASET)
+    rows: dict[str, list[dict]] = {s: [] for s in ("train", "valid", "test")}
+    for batch in shard.iter_batches(batch_size=64, batch_format="numpy"):
+        splits = [Path(str(p)).parent.name for p in batch.pop("path")]
+        for split, row in zip(splits, rows_from_numpy(batch), strict=True):
+            rows[split].append(row)
+    for split, split_rows in rows.items():
+        split_rows.sort(key=lambda r: str(r["clip_id"]))
+        rows[split] = split_rows[rank::world_size]
+    return rows
 
 
 def _task_losses(
@@ -301,10 +316,15 @@ def train_loop_per_worker(config: dict) -> None:
     from omnimer.data.shards import read_dataset_info
     from omnimer.model.load import apply_lora, load_processor, load_thinker
 
+    entered = time.time()
     cfg = TrainConfig.from_dict(config)
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
     device = torch.device("cuda", torch.cuda.current_device()) if cfg.train.use_gpu else torch.device("cpu")
+    if cfg.train.use_gpu:
+        # cuDNN's attention backward returns NaN gradients on some left-padded bf16 batches (H100,
+        # torch 2.11 + CUDA 13): DeepSpeed then skips ~10% of the steps without a word.
+        torch.backends.cuda.enable_cudnn_sdp(False)
     seed_everything(cfg.train.seed)
 
     info = read_dataset_info(Path(cfg.data.path))
@@ -318,8 +338,11 @@ def train_loop_per_worker(config: dict) -> None:
     model = apply_lora(load_thinker(cfg.model), cfg.model.lora)
     model.train()
 
-    train_rows = _load_rows("train", rank, world_size)
-    eval_rows = {s: _load_rows(s, rank, world_size) for s in ("valid", "test")}
+    loaded_model = time.time()
+    split_rows = _load_rows(rank, world_size)
+    train_rows = split_rows["train"]
+    eval_rows = {s: split_rows[s] for s in ("valid", "test")}
+    loaded_data = time.time()
     steps_per_epoch = math.ceil(len(train_rows) / cfg.train.batch_size)
     if cfg.train.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, cfg.train.max_steps_per_epoch)
@@ -343,6 +366,13 @@ def train_loop_per_worker(config: dict) -> None:
         dist_init_required=False,
     )
 
+    if rank == 0:
+        log.info(
+            "worker ready: model %.1f s, data %.1f s, DeepSpeed %.1f s",
+            loaded_model - entered,
+            loaded_data - loaded_model,
+            time.time() - loaded_data,
+        )
     state = {"epoch": 0, "history": [], "device_seconds": 0.0, "best_epoch": None}
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
@@ -400,47 +430,57 @@ def train_loop_per_worker(config: dict) -> None:
                 writer.add_scalar("lr", scheduler.get_last_lr()[0], global_step)
 
         engine.eval()
-        evaluation = {}
-        for split, rows in eval_rows.items():
-            clip_ids, truth, predicted = evaluator.predict(engine, rows, device)
-            truth, predicted = _gather(truth, world_size), _gather(predicted, world_size)
-            if truth:
-                evaluation[split] = metrics.classification_metrics(truth, predicted, labels.names)
         elapsed = time.time() - started
-        devices = world_size  # one GPU, or one CPU-share, per worker
         entry = {
             "epoch": epoch + 1,
             "train_loss": {k: v / steps_per_epoch for k, v in sums.items()},
-            "valid": evaluation.get("valid"),
-            "test": evaluation.get("test"),
+            "valid": evaluator.evaluate(engine, eval_rows["valid"], device, world_size),
+            "test": None,
             "seconds": elapsed,
         }
+        valid_history = [h for h in [*state["history"], entry] if h["valid"]]
+        best = valid_history[metrics.best_epoch(valid_history)]["epoch"] if valid_history else None
+        # Test is scored only for the epoch that model selection (valid macro-F1) picks, which is all
+        # the record reports; a split without valid rows selects the last epoch.
+        if best in (None, epoch + 1):
+            entry["test"] = evaluator.evaluate(engine, eval_rows["test"], device, world_size)
+        entry["seconds"] = time.time() - started
         state["history"].append(entry)
-        state["device_seconds"] += elapsed * devices
+        state["device_seconds"] += entry["seconds"] * world_size  # one GPU, or one CPU-share, per worker
         state["epoch"] = epoch + 1
-        valid_history = [h for h in state["history"] if h["valid"]]
-        state["best_epoch"] = (
-            state["history"][metrics.best_epoch(valid_history)]["epoch"] if valid_history else None
-        )
-        report = _report_metrics(entry, state)
+        state["best_epoch"] = best
+        report = report_metrics(entry, state)
         if writer is not None:
             _write_epoch_tensorboard(writer, entry, labels, epoch + 1)
-        if rank == 0 and state["best_epoch"] == epoch + 1:
-            _save_adapter_atomic(engine.module, run_dir / "best_adapter")
         with tempfile.TemporaryDirectory() as tmp:
             engine.save_checkpoint(tmp, tag=DS_TAG)
-            if rank == 0:
-                engine.module.save_pretrained(str(Path(tmp) / "adapter"))
-                write_json_atomic(Path(tmp) / STATE_FILE, state)
+            # ZeRO-3 partitions the adapter too: every rank joins the gather, then rank 0 saves the
+            # full weights (a plain save_pretrained writes empty tensors).
+            with _gathered_adapter(engine):
+                if rank == 0:
+                    if state["best_epoch"] == epoch + 1:
+                        _save_adapter_atomic(engine.module, run_dir / "best_adapter")
+                    engine.module.save_pretrained(str(Path(tmp) / "adapter"))
+                    write_json_atomic(Path(tmp) / STATE_FILE, state)
             ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(tmp))
         if cfg.train.fail_at_epoch == epoch + 1:
             _resilience_drill(run_dir, rank, world_size, epoch + 1)
     if writer is not None:
-        final = _report_metrics(state["history"][-1], state)
+        final = report_metrics(state["history"][-1], state)
         writer.add_hparams(
             _hparams(cfg), {f"hparam/{k}": v for k, v in final.items() if k.startswith("best_")}
         )
         writer.close()
+
+
+def _gathered_adapter(engine):
+    """Context in which the trainable (LoRA) weights are whole on every rank, whatever the ZeRO stage."""
+    if engine.zero_optimization_stage() != 3:
+        return contextlib.nullcontext()
+    import deepspeed
+
+    trainable = [p for p in engine.module.parameters() if p.requires_grad]
+    return deepspeed.zero.GatheredParameters(trainable, modifier_rank=None)
 
 
 def _resilience_drill(run_dir: Path, rank: int, world_size: int, epoch: int) -> None:
@@ -459,7 +499,7 @@ def _resilience_drill(run_dir: Path, rank: int, world_size: int, epoch: int) -> 
         os._exit(1)
 
 
-def _report_metrics(entry: dict, state: dict) -> dict:
+def report_metrics(entry: dict, state: dict) -> dict:
     """Flat metrics for Ray (and Tune): this epoch's, and the best epoch's valid/test numbers."""
     out = {"epoch": entry["epoch"], "device_seconds": state["device_seconds"]}
     for key, value in entry["train_loss"].items():
@@ -589,25 +629,20 @@ def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
     )
 
 
-def build_trainer(
-    cfg: TrainConfig,
-    info: dict,
-    *,
-    storage_path: str | None = None,
-    name: str | None = None,
-    callbacks: list | None = None,
-):
-    """The ``TorchTrainer`` of one run: every worker gets the whole (unsplit) splits."""
+def build_trainer(cfg: TrainConfig, *, callbacks: list | None = None, dataset=None):
+    """The ``TorchTrainer`` of one run: every worker gets the whole (unsplit) dataset.
+
+    ``dataset`` is the shards as a Ray Dataset, read here from ``cfg.data.path`` if not given (a sweep
+    passes one materialized dataset to all its trials, so no trial re-reads the files).
+    """
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from omnimer.data.shards import load_split
+    from omnimer.data.shards import load_dataset
 
-    datasets = {
-        s: load_split(Path(cfg.data.path), s, columns=TRAIN_COLUMNS)
-        for s in ("train", "valid", "test")
-        if info["counts"]["rows"].get(s)
-    }
+    if dataset is None:
+        dataset = load_dataset(Path(cfg.data.path), columns=TRAIN_COLUMNS)
+    datasets = {DATASET: dataset}
     resources = {"CPU": cfg.train.cpus_per_worker}
     if cfg.train.use_gpu:
         resources["GPU"] = 1
@@ -619,8 +654,8 @@ def build_trainer(
             num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu, resources_per_worker=resources
         ),
         run_config=ray.train.RunConfig(
-            name=name or cfg.run.name,
-            storage_path=str(Path(storage_path or cfg.run.output_dir).resolve()),
+            name=cfg.run.name,
+            storage_path=str(Path(cfg.run.output_dir).resolve()),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
             callbacks=callbacks,
@@ -630,23 +665,24 @@ def build_trainer(
     )
 
 
-def run_training(cfg: TrainConfig) -> dict:
-    """Driver of ``omnimer train``: validate, fit, and write ``record.json``; returns the record."""
+def run_training(
+    cfg: TrainConfig, *, callbacks: list | None = None, sweep: dict | None = None, dataset=None
+) -> dict:
+    """Driver of one run (``omnimer train``, or one Tune trial of ``sweeps/aux_ablation.py``):
+    validate, fit, and write ``record.json``; returns the record.
+
+    ``callbacks`` and ``dataset`` go to :func:`build_trainer` (a Tune trial passes
+    ``TuneReportCallback`` and the sweep's shared dataset); ``sweep`` (experiment, mode, trial id,
+    seed, subset) is stored in the record for the analysis. A run that
+    already finished with the same config is not run again: its record is returned as it is.
+    """
     info = validate_run(cfg)
     cfg = with_absolute_paths(cfg)
     run_dir = Path(cfg.run.output_dir).resolve() / cfg.run.name
-    previous = _previous_record(run_dir)
+    previous = finished_record(cfg)
     if previous is not None:
-        # Ray Train resumes a run from the checkpoints under the same storage path and name, so a
-        # different config there would silently continue someone else's run.
-        if previous["config"] != json.loads(json.dumps(cfg.to_dict())):
-            raise ValueError(
-                f"{run_dir} already holds a run with a different config; choose another run.name "
-                "or remove that directory"
-            )
-        if previous["status"] == "finished":
-            log.info("run %s already finished with this config; nothing to do", run_dir)
-            return previous
+        log.info("run %s already finished with this config; nothing to do", run_dir)
+        return previous
     record = {
         "schema_version": RECORD_SCHEMA_VERSION,
         "kind": "train",
@@ -661,9 +697,11 @@ def run_training(cfg: TrainConfig) -> dict:
         "git": git_state(),
         "packages": package_versions(),
     }
+    if sweep is not None:
+        record["sweep"] = sweep
     write_json_atomic(run_dir / "record.json", record)
     started = time.time()
-    trainer = build_trainer(cfg, info)
+    trainer = build_trainer(cfg, callbacks=callbacks, dataset=dataset)
     try:
         result = trainer.fit()
         error = result.error
@@ -683,9 +721,24 @@ def run_training(cfg: TrainConfig) -> dict:
     return record
 
 
-def _previous_record(run_dir: Path) -> dict | None:
+def finished_record(cfg: TrainConfig) -> dict | None:
+    """The record of this run if it already finished with this very config, else None.
+
+    Raises if the run dir holds a run with another config: Ray Train resumes a run from the
+    checkpoints under the same storage path and name, so a different config there would silently
+    continue someone else's run. ``cfg`` must have absolute paths (:func:`with_absolute_paths`).
+    """
+    run_dir = Path(cfg.run.output_dir).resolve() / cfg.run.name
     path = run_dir / "record.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    if not path.is_file():
+        return None
+    previous = json.loads(path.read_text(encoding="utf-8"))
+    if previous["config"] != json.loads(json.dumps(cfg.to_dict())):
+        raise ValueError(
+            f"{run_dir} already holds a run with a different config; choose another run.name "
+            "or remove that directory"
+        )
+    return previous if previous["status"] == "finished" else None
 
 
 def record_from_state(state: dict) -> dict:
@@ -699,3 +752,30 @@ def record_from_state(state: dict) -> dict:
         "test": selected["test"],
         "device_seconds": state["device_seconds"],
     }
+
+
+def close_record(
+    run_dir: Path, status: str, error: str | None = None, replace: tuple[str, ...] = ("running",)
+) -> dict | None:
+    """Settle the record of a run that Tune ended from outside (early-stopped by ASHA, or errored).
+
+    Such a run's driver never got to write its result, so the record says ``running`` (or one of
+    ``replace``): take the metrics from the run's newest checkpoint (the last epoch every worker
+    finished) and set ``status``. Other records are left as they are. Returns the record (None if
+    there is none).
+    """
+    path = Path(run_dir) / "record.json"
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text(encoding="utf-8"))
+    if record["status"] not in replace:
+        return record
+    checkpoints = sorted(p for p in Path(run_dir).glob("checkpoint_*") if (p / STATE_FILE).is_file())
+    if checkpoints:
+        record.update(record_from_state(json.loads((checkpoints[-1] / STATE_FILE).read_text())))
+    record["status"] = status
+    record.pop("error", None)
+    if error is not None:
+        record["error"] = error
+    write_json_atomic(path, record)
+    return record

@@ -478,6 +478,18 @@ def load_split(path: Path, split: str, columns: list[str] | None = None):
     return ray.data.read_parquet(files, columns=columns)
 
 
+def load_dataset(path: Path, columns: list[str] | None = None):
+    """Every split's shards as one Ray Dataset, each row with the ``path`` of its shard file (whose
+    folder names the split): one streaming execution instead of one per split."""
+    import ray
+
+    info = read_dataset_info(path)
+    files = [str(Path(path) / s["path"]) for s in info["shards"] if s["rows"]]
+    if not files:
+        raise ValueError(f"{path} has no rows")
+    return ray.data.read_parquet(files, columns=columns, include_paths=True)
+
+
 def load_splits(path: Path, columns: list[str] | None = None) -> dict:
     """Every non-empty split as a Ray Dataset, keyed by split name."""
     info = read_dataset_info(path)
