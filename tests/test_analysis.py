@@ -1,0 +1,539 @@
+"""analysis/: records → tables, attribution, plots and report, on synthetic records with planted effects.
+
+    .venv/bin/python -m pytest tests/test_analysis.py -q
+
+The records are written in the format ``omnimer.train.run_training`` writes (schema version 1, config
+from ``omnimer.config.TrainConfig``), plus the ``sweep`` block of a sweep trial. The planted truth:
+test macro-F1 = 0.40 + 0.05·face + 0.02·text·prosody + a per-seed offset + noise, over 3 seeds; so
+the main effects are face 0.05, text 0.01, prosody 0.01, the Shapley values the same, the
+text×prosody interaction 0.02 and the other interactions 0.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import attribution, records, stats, tables
+from analysis.__main__ import main
+from analysis.records import LATTICE, TASKS, AnalysisError, subset_name
+from analysis.report import ablation_summary, analyse, build_tables, write_report
+from omnimer.config import TrainConfig, load_train_config
+
+REPO = Path(__file__).resolve().parents[1]
+LABELS = ["netral", "senang_sekali", "sedih"]  # an underscore, to check LaTeX escaping
+PER_CLASS_OFFSETS = [0.12, -0.04, -0.08]  # sum to 0: the per-class mean is the macro-F1
+SEEDS = (0, 1, 2)
+SEED_OFFSET = {0: 0.012, 1: -0.008, 2: -0.004}
+NOISE = 0.004
+PLANTED_SHAPLEY = {"text": 0.01, "face": 0.05, "prosody": 0.01}
+PLANTED_MAIN = PLANTED_SHAPLEY
+PLANTED_INTERACTION = {"text×face": 0.0, "text×prosody": 0.02, "face×prosody": 0.0}
+
+
+def planted_value(subset) -> float:
+    text, face, prosody = subset
+    return 0.40 + 0.05 * face + 0.02 * (text and prosody)
+
+
+def metrics_block(macro_f1: float) -> dict:
+    per_class = {label: macro_f1 + off for label, off in zip(LABELS, PER_CLASS_OFFSETS, strict=True)}
+    return {
+        "n": 40,
+        "accuracy": macro_f1 + 0.10,
+        "macro_f1": macro_f1,
+        "weighted_f1": macro_f1 + 0.05,
+        "macro_precision": macro_f1,
+        "macro_recall": macro_f1,
+        "per_class_f1": per_class,
+        "per_class_precision": per_class,
+        "per_class_recall": per_class,
+        "per_class_support": {"netral": 20, "senang_sekali": 12, "sedih": 8},
+        "confusion_matrix": [[15, 3, 2], [4, 6, 2], [2, 2, 4]],
+        "labels": LABELS,
+    }
+
+
+def make_record(
+    subset,
+    seed: int,
+    test_f1: float,
+    status: str = "finished",
+    mode: str = "ablation",
+    target: str = "emotion",
+    loss: dict | None = None,
+    overrides: dict | None = None,
+) -> dict:
+    config = TrainConfig().to_dict()
+    for task, on in zip(TASKS, subset, strict=True):
+        config["loss"][f"aux_weight_{task}"] = 0.3 if on else 0.0
+    config["loss"].update(loss or {})
+    config["data"]["target"] = target
+    config["train"]["seed"] = seed
+    for dotted, value in (overrides or {}).items():
+        section, *middle, leaf = dotted.split(".")
+        node = config[section]
+        for part in middle:
+            node = node[part]
+        node[leaf] = value
+    record = {
+        "schema_version": 1,
+        "kind": "train",
+        "status": status,
+        "started": "2026-11-25T20:07:47+00:00",
+        "config": config,
+        "dataset": {"path": "/data/shards", "label_set": f"indomer-{target}", "counts": {"test": 40}},
+        "git": {"sha": "be8cd316fa3d8286e41de15d5c49e0b86143574e", "dirty": False},
+        "packages": {"optuna": "5.0.0"},
+        "wall_seconds": 80.0,
+        "sweep": {
+            "experiment": "exp",
+            "mode": mode,
+            "trial_id": f"{subset_name(subset)}-{seed}",
+            "seed": seed,
+            # As the sweep writes it: λ > 0 (in a search too, where the λ are searched).
+            "subset": {task: config["loss"][f"aux_weight_{task}"] > 0 for task in TASKS},
+        },
+    }
+    if status == "failed":
+        record["error"] = "RuntimeError: worker died"
+        return record
+    valid_f1 = test_f1 + 0.01
+    curve = [valid_f1 - 0.1, valid_f1 - 0.03, valid_f1]
+    record["epochs"] = [
+        {
+            "epoch": i + 1,
+            "train_loss": {"main": 1.0},
+            "valid": metrics_block(v),
+            "test": metrics_block(test_f1),
+        }
+        for i, v in enumerate(curve)
+    ]
+    record.update(
+        best_epoch=3, valid=metrics_block(valid_f1), test=metrics_block(test_f1), device_seconds=100.0
+    )
+    return record
+
+
+def write_record(exp_dir: Path, run_name: str, record: dict) -> Path:
+    path = exp_dir / "runs" / run_name / "record.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record), encoding="utf-8")
+    # A Ray checkpoint beside it may hold a stale copy; the loader must skip it.
+    (path.parent / "checkpoint_000001").mkdir(exist_ok=True)
+    (path.parent / "checkpoint_000001" / "record.json").write_text(json.dumps(record), encoding="utf-8")
+    return path
+
+
+def planted_values(noise_seed: int = 7) -> dict[tuple, float]:
+    rng = np.random.default_rng(noise_seed)
+    return {
+        (subset, seed): planted_value(subset) + SEED_OFFSET[seed] + rng.normal(0, NOISE)
+        for subset in LATTICE
+        for seed in SEEDS
+    }
+
+
+def write_ablation(exp_dir: Path, values: dict[tuple, float], failed: set[tuple] = frozenset()) -> None:
+    for (subset, seed), value in values.items():
+        status = "failed" if (subset, seed) in failed else "finished"
+        write_record(exp_dir, f"{subset_name(subset)}-s{seed}", make_record(subset, seed, value, status))
+
+
+@pytest.fixture
+def ablation_dir(tmp_path: Path) -> Path:
+    exp = tmp_path / "ablation"
+    write_ablation(exp, planted_values())
+    return exp
+
+
+# ------------------------------------------------------------------------------------ planted effects
+
+
+def test_planted_effects_come_out_of_table_main_effects_and_shapley(ablation_dir: Path) -> None:
+    experiment = analyse([ablation_dir])
+    table = experiment.ablation.set_index("subset")
+    assert list(table.index) == [subset_name(s) for s in LATTICE]
+    assert (table["n"] == 3).all() and (table["failed"] == 0).all()
+    for subset in LATTICE:
+        expected = planted_value(subset) + np.mean(list(SEED_OFFSET.values()))
+        assert table.loc[subset_name(subset), "macro_f1_mean"] == pytest.approx(expected, abs=0.01)
+    assert table.loc["face", "delta_macro_f1_vs_none"] == pytest.approx(0.05, abs=0.01)
+
+    result = experiment.attribution
+    assert result.available
+    main_effects = {e.name: e for e in result.main_effects}
+    shapley = {e.name: e for e in result.shapley}
+    interactions = {e.name: e for e in result.interactions}
+    for task in TASKS:
+        assert main_effects[task].estimate == pytest.approx(PLANTED_MAIN[task], abs=0.006)
+        assert shapley[task].estimate == pytest.approx(PLANTED_SHAPLEY[task], abs=0.006)
+    for pair, planted in PLANTED_INTERACTION.items():
+        assert interactions[pair].estimate == pytest.approx(planted, abs=0.008)
+    # The intervals of the main effects and Shapley values cover the planted values. (A 95% interval
+    # misses 1 time in 20 by design: test_interval_coverage_of_both_bootstrap_methods checks the rate;
+    # this fixture's noise seed was not tuned, and its face×prosody interval happens to miss 0.)
+    for effects, planted in ((main_effects, PLANTED_MAIN), (shapley, PLANTED_SHAPLEY)):
+        for task in TASKS:
+            assert effects[task].ci_low <= planted[task] <= effects[task].ci_high, (task, effects[task])
+    text_prosody = interactions["text×prosody"]
+    assert text_prosody.ci_low <= 0.02 <= text_prosody.ci_high and text_prosody.ci_low > 0
+    # face's 12 seed-paired differences are all positive: the exact sign-flip p is 2 / 2^12.
+    assert main_effects["face"].p_value == pytest.approx(2 / 2**12)
+
+
+def test_shapley_values_sum_exactly_to_all_minus_none(ablation_dir: Path) -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        values = rng.uniform(0, 1, len(LATTICE))
+        total = attribution.shapley_values(values).sum()
+        assert total == pytest.approx(values[-1] - values[0], abs=1e-12)
+    result = analyse([ablation_dir]).attribution
+    assert sum(e.estimate for e in result.shapley) == pytest.approx(result.total, abs=1e-12)
+    # Exact fractions of the Shapley weights for 3 players: 1/3, 1/6, 1/6, 1/3.
+    weights = attribution.shapley_weights()[0]
+    assert weights[LATTICE.index((True, False, False))] == pytest.approx(1 / 3)
+    assert weights[LATTICE.index((True, True, False))] == pytest.approx(1 / 6)
+
+
+def test_interval_coverage_of_both_bootstrap_methods() -> None:
+    """Simulated lattices with 3 seeds: the default residual bootstrap covers the planted contrasts
+    about 93% of the time; resampling 3 whole seeds only spans their range (≈ 75%)."""
+    weights = np.vstack(
+        [attribution.shapley_weights(), attribution.main_effect_weights(), attribution.interaction_weights()]
+    )
+    truth_cells = np.array([planted_value(s) for s in LATTICE])
+    truth = weights @ truth_cells
+    rng = np.random.default_rng(3)
+    covered = {"residuals": [], "seeds": []}
+    for _ in range(150):
+        cells = truth_cells[:, None] + rng.normal(0, 0.02, 3)[None, :] + rng.normal(0, 0.01, (8, 3))
+        for method, boot in (
+            ("residuals", stats.bootstrap_residual_means),
+            ("seeds", stats.bootstrap_seed_means),
+        ):
+            low, high = stats.percentile_interval(weights @ boot(cells, 400, rng))
+            covered[method].append((low <= truth) & (truth <= high))
+    assert np.mean(covered["residuals"]) > 0.85
+    assert np.mean(covered["seeds"]) < 0.85
+
+
+def test_seed_adjusted_means_with_a_missing_seed() -> None:
+    cells = np.add.outer(np.arange(8.0), [0.5, -0.2, -0.3])  # additive: cell + seed
+    cells[2, 0] = np.nan
+    cell_effect, seed_effect = stats.additive_fit(cells)
+    np.testing.assert_allclose(cell_effect, np.arange(8.0), atol=1e-9)
+    np.testing.assert_allclose(seed_effect, [0.5, -0.2, -0.3], atol=1e-9)
+    assert stats.residual_dof(cells) == 23 - 8 - 2
+
+
+# ------------------------------------------------------------------------------------ the ablation table
+
+
+def test_mean_std_match_numpy_and_a_failed_trial_is_counted_not_averaged(tmp_path: Path) -> None:
+    values = planted_values()
+    face = LATTICE[2]
+    write_ablation(tmp_path / "exp", values, failed={(face, 2)})
+    experiment = analyse([tmp_path / "exp"])
+    row = experiment.ablation.set_index("subset").loc["face"]
+    kept = [values[(face, 0)], values[(face, 1)]]
+    assert (row["n"], row["failed"]) == (2, 1)
+    assert row["macro_f1_mean"] == np.mean(kept)
+    assert row["macro_f1_std"] == np.std(kept, ddof=1)
+    assert row["weighted_f1_mean"] == pytest.approx(np.mean(kept) + 0.05)
+    assert row["device_seconds"] == 200.0  # the failed record reports none
+    none = experiment.ablation.set_index("subset").loc["none"]
+    assert none["macro_f1_std"] == np.std([values[(LATTICE[0], s)] for s in SEEDS], ddof=1)
+
+    markdown = tables.format_ablation(experiment.ablation, "md", "emotion")
+    face_line = next(line for line in markdown.splitlines() if line.startswith("| ✗ | ✓ | ✗ |"))
+    cells = [c.strip() for c in face_line.strip("|").split("|")]
+    assert cells[3:5] == ["2", "1"]  # n, failed
+    assert cells[5] == f"{np.mean(kept):.3f} ± {np.std(kept, ddof=1):.3f}"
+    assert "| text | face | prosody | n | failed |" in markdown
+    # Still a full lattice (face has 2 seeds): attribution runs, on seed-adjusted means.
+    assert experiment.attribution.available
+
+
+def test_latex_is_balanced_booktabs_with_escaped_underscores(ablation_dir: Path, tmp_path: Path) -> None:
+    experiment = analyse([ablation_dir])
+    rendered = build_tables(experiment, "latex")
+    for name in ("ablation", "attribution", "per_class_f1"):
+        latex = rendered[name]
+        assert latex.count(r"\begin{tabular}") == latex.count(r"\end{tabular}") == 1
+        assert latex.count(r"\begin{table}") == latex.count(r"\end{table}") == 1
+        assert all(k in latex for k in (r"\toprule", r"\midrule", r"\bottomrule"))
+        unescaped = latex.replace(r"\{", "").replace(r"\}", "")
+        assert unescaped.count("{") == unescaped.count("}"), name
+        assert re.search(r"(?<!\\)_", latex.split("\n", 1)[1]) is None, name  # after the % comment line
+        spec = re.search(r"\\begin\{tabular\}\{(\w+)\}", latex).group(1)
+        body = latex.split(r"\midrule")[1].split(r"\bottomrule")[0].strip().splitlines()
+        header = latex.split(r"\toprule")[1].split(r"\midrule")[0].strip()
+        for line in [header, *body]:
+            assert line.endswith(r"\\") and line.count(" & ") == len(spec) - 1, line
+    assert r"senang\_sekali" in rendered["per_class_f1"]
+    ablation = rendered["ablation"]
+    assert ablation.count(r"\textbf{") == 3  # one best cell per metric
+    best = experiment.ablation["macro_f1_mean"].idxmax()
+    assert experiment.ablation.loc[best, "subset"] == "text+face+prosody"
+    assert r"\checkmark & \checkmark & \checkmark & 3 & 0 & \textbf{" in ablation
+
+
+def test_csv_round_trips_with_pandas(ablation_dir: Path, tmp_path: Path) -> None:
+    experiment = analyse([ablation_dir])
+    text = tables.format_ablation(experiment.ablation, "csv")
+    path = tmp_path / "ablation.csv"
+    path.write_text(text)
+    back = pd.read_csv(path)
+    pd.testing.assert_frame_equal(back, experiment.ablation, check_dtype=False)
+    per_class = tables.per_class_frame(experiment.frame, tables.default_subsets(experiment.ablation))
+    path.write_text(tables.format_per_class(per_class, "csv"))
+    pd.testing.assert_frame_equal(pd.read_csv(path), per_class, check_dtype=False)
+
+
+def test_per_class_table_shows_support_and_the_chosen_subsets(ablation_dir: Path) -> None:
+    experiment = analyse([ablation_dir])
+    chosen = tables.default_subsets(experiment.ablation)
+    assert [subset_name(s) for s in chosen] == ["none", "text+face+prosody"]  # all-aux is also the best
+    per_class = tables.per_class_frame(experiment.frame, [records.parse_subset("face"), LATTICE[0]])
+    assert list(per_class["label"]) == LABELS and list(per_class["support"]) == [20, 12, 8]
+    face_values = [planted_values()[(LATTICE[2], s)] + PER_CLASS_OFFSETS[2] for s in SEEDS]
+    assert per_class.loc[2, "face_mean"] == pytest.approx(np.mean(face_values))
+    assert "| sedih | 8 |" in tables.format_per_class(per_class, "md")
+
+
+def test_summary_has_the_table_and_the_shapley_lines(ablation_dir: Path) -> None:
+    text = ablation_summary([ablation_dir], target="emotion")
+    assert "| ✗ | ✓ | ✗ | 3 | 0 |" in text
+    assert "Shapley attribution of test macro_f1" in text
+    face = next(line for line in text.splitlines() if line.strip().startswith("face "))
+    assert re.search(r"Shapley \+0\.0(49|50|51) \[", face) and "sign-flip p = 0.000488" in face
+
+
+# ------------------------------------------------------------------------------------ bad input
+
+
+def test_empty_experiment_dir_is_refused_with_its_path(tmp_path: Path, capsys) -> None:
+    (tmp_path / "empty").mkdir()
+    assert main(["tables", str(tmp_path / "empty")]) == 2
+    error = capsys.readouterr().err
+    assert str(tmp_path / "empty") in error and "no record.json" in error
+    assert main(["tables", str(tmp_path / "absent")]) == 2
+    assert "no such experiment dir" in capsys.readouterr().err
+
+
+def test_unknown_schema_version_names_the_file(ablation_dir: Path, capsys) -> None:
+    record = make_record(LATTICE[0], 9, 0.4)
+    record["schema_version"] = 2
+    path = write_record(ablation_dir, "from-the-future", record)
+    with pytest.raises(AnalysisError, match=re.escape(str(path)) + ".*schema_version 2.*reads version 1"):
+        records.load_trials([ablation_dir])
+    assert main(["tables", str(ablation_dir)]) == 2
+    assert "schema_version 2" in capsys.readouterr().err
+
+
+def test_mixed_targets_are_refused_unless_one_is_chosen(ablation_dir: Path, tmp_path: Path) -> None:
+    other = tmp_path / "sentiment-exp"
+    write_record(other, "s0", make_record(LATTICE[0], 0, 0.6, target="sentiment"))
+    with pytest.raises(AnalysisError, match="mix targets.*--target"):
+        analyse([ablation_dir, other])
+    assert analyse([ablation_dir, other], target="emotion").ablation["n"].sum() == 24
+    assert analyse([ablation_dir, other], target="sentiment").ablation["n"].sum() == 1
+    with pytest.raises(AnalysisError, match="no record has target 'sentiment'"):
+        analyse([ablation_dir], target="sentiment")
+
+
+def test_subset_without_finished_trial_is_named_and_the_rest_still_shown(tmp_path: Path, caplog) -> None:
+    values = planted_values()
+    prosody = LATTICE[3]
+    write_ablation(tmp_path / "exp", values, failed={(prosody, s) for s in SEEDS})
+    experiment = analyse([tmp_path / "exp"])
+    assert "no finished trial for subset(s) prosody" in caplog.text
+    assert "subset prosody: 3 failed trial(s)" in caplog.text and "worker died" in caplog.text
+    table = experiment.ablation.set_index("subset")
+    assert table.loc["prosody", "n"] == 0 and table.loc["prosody", "failed"] == 3
+    assert math.isnan(table.loc["prosody", "macro_f1_mean"])
+    assert (table.drop(index="prosody")["n"] == 3).all()
+    assert not experiment.attribution.available
+    assert experiment.attribution.missing == ["prosody"]
+    summary = ablation_summary([tmp_path / "exp"])
+    assert "| ✗ | ✗ | ✓ | 0 | 3 | — |" in summary
+    assert "Shapley attribution unavailable: no finished trial for subset(s) prosody" in summary
+
+
+# ------------------------------------------------------------------------------------ search + report
+
+
+SEARCH_SPACE = [
+    # (rank, alpha, lr, scheme, gamma) per trial; valid macro-F1 rises with rank and focal loss.
+    (4, 8.0, 1e-4, "none", None),
+    (8, 16.0, 3e-4, "focal", 1.5),
+    (16, 32.0, 2e-4, "focal", 2.5),
+    (32, 32.0, 5e-4, "none", None),
+    (64, 64.0, 1e-3, "inverse_freq", None),
+    (8, 8.0, 2e-3, "focal", 1.0),
+]
+
+
+def search_score(rank: int, scheme: str) -> float:
+    return 0.30 + 0.02 * math.log2(rank) + (0.05 if scheme == "focal" else 0.0)
+
+
+@pytest.fixture
+def search_dir(tmp_path: Path) -> Path:
+    """Search records plus the Optuna study in ``<exp>/optuna.db``, as the sweep writes them."""
+    import optuna
+
+    exp = tmp_path / "search"
+    exp.mkdir()
+    study = optuna.create_study(
+        study_name="search", storage=f"sqlite:///{exp / 'optuna.db'}", direction="maximize"
+    )
+    for number, (rank, alpha, lr, scheme, gamma) in enumerate(SEARCH_SPACE):
+        params = {"model.lora.rank": rank, "model.lora.alpha": alpha, "train.lr": lr, "loss.scheme": scheme}
+        distributions = {
+            "model.lora.rank": optuna.distributions.IntDistribution(4, 64, log=True),
+            "model.lora.alpha": optuna.distributions.FloatDistribution(4, 128, log=True),
+            "train.lr": optuna.distributions.FloatDistribution(1e-5, 1e-2, log=True),
+            "loss.scheme": optuna.distributions.CategoricalDistribution(["none", "focal", "inverse_freq"]),
+        }
+        if gamma is not None:
+            params["loss.gamma"] = gamma
+            distributions["loss.gamma"] = optuna.distributions.FloatDistribution(0.5, 5.0)
+        score = search_score(rank, scheme)
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=score))
+        loss = {"scheme": scheme, "aux_weight_text": 0.1 * number, "gamma": gamma or 2.0}
+        overrides = {"model.lora.rank": rank, "model.lora.alpha": alpha, "train.lr": lr}
+        record = make_record(LATTICE[-1], 0, score - 0.01, mode="search", loss=loss, overrides=overrides)
+        record["valid"]["macro_f1"] = score
+        status = "stopped" if number == 0 else "finished"
+        record["status"] = status
+        write_record(exp, f"trial_{number}", record)
+    write_record(exp, "trial_failed", make_record(LATTICE[-1], 0, 0.0, status="failed", mode="search"))
+    # Stopped by ASHA before its first checkpoint: a record without metrics.
+    early = make_record(LATTICE[-1], 0, 0.0, status="failed", mode="search")
+    early.update(status="stopped", error=None)
+    write_record(exp, "trial_early", early)
+    return exp
+
+
+def test_search_summary_ranks_trials_and_the_best_config_loads(search_dir: Path, tmp_path: Path) -> None:
+    experiment = analyse([search_dir])
+    assert experiment.study is not None and not experiment.has_ablation
+    summary = tables.search_frame(experiment.frame, experiment.study, top_k=3)
+    assert list(summary["run_name"]) == ["trial_2", "trial_4", "trial_1"]  # by valid macro-F1
+    assert "model.lora.rank" in summary and "train.lr" in summary and "loss.aux_weight_text" in summary
+    assert "train.seed" not in summary and "run.name" not in summary
+    assert summary.loc[0, "loss.gamma"] == 2.5
+    full = tables.search_frame(experiment.frame, experiment.study, top_k=10)
+    # Ranked: finished and ASHA-stopped trials with metrics; not the failed one nor the one stopped
+    # before it had any.
+    assert len(full) == 6 and "stopped" in set(full["status"]) and "trial_early" not in set(full["run_name"])
+    assert math.isnan(full.set_index("run_name").loc["trial_3", "loss.gamma"])  # scheme none
+
+    best = tables.best_config(experiment.frame, experiment.study)
+    assert best["model"]["lora"] == {"rank": 16, "alpha": 32.0}
+    assert best["loss"]["scheme"] == "focal" and best["loss"]["gamma"] == 2.5
+    assert best["train"] == {"lr": 2e-4}
+    text = tables.best_config_yaml(experiment.frame, experiment.study, "search")
+    assert text.startswith("# Best trial of search search: trial_2")
+    path = tmp_path / "best_config.yaml"
+    path.write_text(text)
+    config = load_train_config(str(path))  # what sweeps/aux_ablation.py --best-of reads
+    assert (config.model.lora.rank, config.train.lr, config.loss.scheme) == (16, 2e-4, "focal")
+
+    # Without the records (say, they were not copied), the study's own best trial gives the config.
+    no_records = experiment.frame[experiment.frame["mode"] != "search"]
+    from_study = tables.best_config(no_records, experiment.study)
+    assert from_study == {
+        "model": {"lora": {"rank": 16, "alpha": 32.0}},
+        "train": {"lr": 2e-4},
+        "loss": {"scheme": "focal", "gamma": 2.5},
+    }
+
+    markdown = build_tables(experiment, "md")["search_summary"]
+    assert "8 search trials: 5 finished, 2 stopped, 1 failed, 0 running" in markdown
+    latex = build_tables(experiment, "latex")["search_summary"]
+    assert r"model.lora.rank" in latex and r"aux\_weight\_text" in latex
+
+
+def test_best_config_from_the_study_alone_maps_param_names() -> None:
+    keys = [
+        "model.lora.rank",
+        "model.lora.alpha",
+        "train.lr",
+        "loss.aux_weight_face",
+        "train.seed",
+        "run.name",
+    ]
+    assert tables.config_key_for_param("lora_rank", keys) == "model.lora.rank"
+    assert tables.config_key_for_param("rank", keys) == "model.lora.rank"
+    assert tables.config_key_for_param("lr", keys) == "train.lr"
+    assert tables.config_key_for_param("aux_weight_face", keys) == "loss.aux_weight_face"
+    assert tables.config_key_for_param("seed", keys) is None  # not a hyperparameter
+    assert tables.config_key_for_param("name", keys) is None
+
+
+def assert_png(path: Path) -> None:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", path
+    assert len(data) > 5000, (path, len(data))
+
+
+def test_report_writes_markdown_and_pngs(ablation_dir: Path, search_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    path = write_report(analyse([ablation_dir], n_boot=500), out)
+    text = path.read_text()
+    for name in ("shapley.png", "per_class_f1.png", "confusion_matrices.png", "learning_curves.png"):
+        assert f"]({name})" in text
+        assert_png(out / name)
+    assert "## Aux-task ablation" in text and "Shapley" in text and "| text | face | prosody |" in text
+
+    search_out = tmp_path / "search-report"
+    text = write_report(analyse([search_dir]), search_out).read_text()
+    for name in ("optuna_param_importance.png", "optuna_parallel_coordinates.png", "learning_curves.png"):
+        assert f"]({name})" in text
+        assert_png(search_out / name)
+    assert "## Hyperparameter search" in text and "```yaml" in text and "## Failed trials" in text
+    assert (search_out / "best_config.yaml").is_file()
+    assert not list(search_out.glob(".*tmp*"))  # atomic writes leave no temporaries
+
+
+def test_cli_tables_runs_as_a_module(ablation_dir: Path, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "analysis",
+            "tables",
+            str(ablation_dir),
+            "--target",
+            "emotion",
+            "--format",
+            "csv",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    (tmp_path / "out.csv").write_text(result.stdout)
+    table = pd.read_csv(tmp_path / "out.csv")
+    assert list(table["subset"]) == [subset_name(s) for s in LATTICE] and (table["n"] == 3).all()
+
+
+def test_cli_writes_one_file_per_table(ablation_dir: Path, tmp_path: Path, capsys) -> None:
+    assert main(["tables", str(ablation_dir), "--format", "latex", "--out", str(tmp_path / "t")]) == 0
+    names = sorted(p.name for p in (tmp_path / "t").iterdir())
+    assert names == ["ablation.tex", "attribution.tex", "per_class_f1.tex"]
+    assert main(["tables", str(ablation_dir), "--table", "search_summary"]) == 2
+    assert "has no search_summary table" in capsys.readouterr().err
