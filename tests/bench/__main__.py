@@ -4,7 +4,10 @@
 
 - ingest: clips/s of ``omnimer ingest`` (decode + prosody + shard write on a local Ray);
 - batch preparation: reading a split's batches (frames + audio as numpy) from the shards, with plain
-  pyarrow and through Ray Data, vs decoding the same clips from mp4/wav with decord on every step.
+  pyarrow and through Ray Data, vs decoding the same clips from mp4/wav with decord on every step;
+- training: step time with all aux tasks vs main-only, closed-set scoring vs ``generate``;
+- sweeps: the demo sweep's slot occupancy and per-trial start-up overhead (``make bench`` runs the
+  demo sweep first if it has not run).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .sweep_bench import bench_sweep
 
 
 def _batches_from_pyarrow(path: Path, split: str, batch_size: int) -> int:
@@ -157,12 +162,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--size", type=int, default=112)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--sweep", type=Path, default=Path("runs/demo/sweeps/demo"), help="finished sweep to measure"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     workdir = Path(tempfile.mkdtemp(prefix="omnimer-bench-"))
     try:
         shards = bench_data(workdir, args.clips, args.frames, args.size, args.repeats, SourceMedia())
         bench_model(workdir, shards)
+        bench_sweep(args.sweep)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0

@@ -1,0 +1,62 @@
+"""Sweep efficiency of a finished sweep (the demo's, by default), from its records and timings.json:
+
+- slot occupancy: Σ trial wall time / (sweep wall × slots), how busy the sweep kept its trial slots;
+- useful-work share: Σ epoch time (train + eval) / (sweep wall × slots);
+- per-trial start-up overhead: a trial's wall time minus its epochs' (Ray Train controller, worker
+  processes, model load, DeepSpeed init, checkpoints, shutdown).
+
+    python -m tests.bench.sweep_bench runs/demo/sweeps/demo
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def sweep_efficiency(experiment: Path) -> dict:
+    timings = json.loads((experiment / "timings.json").read_text())
+    records = [json.loads(p.read_text()) for p in sorted((experiment / "runs").glob("*/record.json"))]
+    finished = [r for r in records if r["status"] in ("finished", "stopped") and "wall_seconds" in r]
+    if not finished:
+        raise ValueError(f"{experiment}: no finished trial with timings")
+    wall = sum(t["wall_seconds"] for t in timings)
+    slots = max(t["slots"] for t in timings)
+    trial_wall = np.array([r["wall_seconds"] for r in finished])
+    epoch_time = np.array([sum(e["seconds"] for e in r["epochs"]) for r in finished])
+    overhead = trial_wall - epoch_time
+    return {
+        "trials": len(finished),
+        "invocations": len(timings),
+        "wall": wall,
+        "slots": slots,
+        "occupancy": trial_wall.sum() / (wall * slots),
+        "useful": epoch_time.sum() / (wall * slots),
+        "startup_mean": float(overhead.mean()),
+        "startup_min": float(overhead.min()),
+        "startup_max": float(overhead.max()),
+    }
+
+
+def bench_sweep(experiment: Path) -> None:
+    if not (experiment / "timings.json").is_file():
+        print(f"sweep efficiency: {experiment} has no finished sweep (run `make demo` first)")
+        return
+    e = sweep_efficiency(experiment)
+    print(
+        f"sweep efficiency of {experiment} ({e['trials']} trials, {e['slots']} slots, wall {e['wall']:.0f} s"
+        f" over {e['invocations']} invocation(s)):"
+    )
+    print(f"  slot occupancy  Σ trial wall / (wall × slots)      : {e['occupancy']:6.2f}")
+    print(f"  useful work     Σ epoch time / (wall × slots)      : {e['useful']:6.2f}")
+    print(
+        f"  per-trial start-up overhead (trial wall − epochs)  : {e['startup_mean']:6.1f} s"
+        f"  (min {e['startup_min']:.1f}, max {e['startup_max']:.1f})"
+    )
+
+
+if __name__ == "__main__":
+    bench_sweep(Path(sys.argv[1] if len(sys.argv) > 1 else "runs/demo/sweeps/demo"))

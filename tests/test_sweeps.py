@@ -1,0 +1,242 @@
+"""sweeps/aux_ablation.py without Ray: the grid, the search space, trial configs and every refusal
+that must happen before a trial starts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from omnimer.config import TrainConfig, load_train_config  # noqa: E402
+from sweeps import aux_ablation as sweep  # noqa: E402
+
+DEMO = REPO / "sweeps" / "configs" / "demo.yaml"
+
+
+def base_values(**loss) -> dict:
+    values = load_train_config(str(DEMO)).to_dict()
+    values["loss"].update(loss)
+    return values
+
+
+def params(mode="ablation", **extra) -> dict:
+    out = {"base": base_values(), "mode": mode, "experiment": "exp", "runs_dir": "/tmp/exp/runs"}
+    out.update(extra)
+    return out
+
+
+def test_the_grid_is_the_eight_subsets_from_none_to_all():
+    subsets = sweep.all_subsets()
+    assert len(subsets) == 8
+    assert len({sweep.subset_name(s) for s in subsets}) == 8
+    assert sweep.subset_name(subsets[0]) == "none"
+    assert sweep.subset_name(subsets[-1]) == "text+face+prosody"
+    assert [sum(s.values()) for s in subsets] == [0, 1, 1, 1, 2, 2, 2, 3]
+
+
+@pytest.mark.parametrize("subset", sweep.all_subsets(), ids=sweep.subset_name)
+def test_an_ablation_cell_zeroes_exactly_the_disabled_tasks(subset):
+    cfg, meta = sweep.trial_config(params(subset=[subset[t] for t in sweep.AUX_TASKS], seed=3))
+    for task in sweep.AUX_TASKS:
+        weight = getattr(cfg.loss, f"aux_weight_{task}")
+        assert weight == (0.3 if subset[task] else 0.0)
+    assert cfg.train.seed == 3
+    assert cfg.run.name == f"{sweep.subset_name(subset)}-seed3"
+    assert cfg.run.output_dir == "/tmp/exp/runs"
+    assert meta == {
+        "experiment": "exp",
+        "mode": "ablation",
+        "trial_id": cfg.run.name,
+        "seed": 3,
+        "subset": subset,
+    }
+
+
+def test_a_search_trial_sets_the_sampled_keys_and_alpha_from_the_ratio():
+    sampled = {
+        "model.lora.rank": 32,
+        "lora_alpha_over_rank": 2,
+        "train.lr": 0.001,
+        "loss.aux_weight_text": 0.0,
+        "loss.aux_weight_face": 0.7,
+        "loss.aux_weight_prosody": 0.2,
+        "loss.scheme": "focal",
+        "loss.gamma": 3.5,
+    }
+    cfg, meta = sweep.trial_config(params("search", search=sampled, trial_id="abc_00001", seed=0))
+    assert (cfg.model.lora.rank, cfg.model.lora.alpha) == (32, 64.0)
+    assert cfg.train.lr == 0.001
+    assert (cfg.loss.scheme, cfg.loss.gamma) == ("focal", 3.5)
+    assert cfg.run.name == "trial-abc_00001"
+    assert meta["subset"] == {"text": False, "face": True, "prosody": True}
+
+
+@pytest.mark.parametrize(
+    ("scheme", "conditional"),
+    [
+        ("none", set()),
+        ("focal", {"loss.gamma"}),
+        ("effective_number", {"loss.beta"}),
+        ("logit_adjust", {"loss.tau"}),
+    ],
+)
+def test_the_search_space_suggests_a_scheme_parameter_only_for_its_scheme(scheme, conditional):
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({"loss.scheme": scheme})
+    trial = study.ask()
+    sweep.search_space(trial, base_lr=0.003)
+    scheme_params = {"loss.gamma", "loss.beta", "loss.tau"} & set(trial.params)
+    assert scheme_params == conditional
+    assert trial.params["model.lora.rank"] in (4, 8, 16, 32, 64)
+    assert 0.0003 <= trial.params["train.lr"] <= 0.03
+    assert all(0 <= trial.params[f"loss.aux_weight_{t}"] <= 1 for t in sweep.AUX_TASKS)
+    # Every sampled key but the alpha ratio is a config key: a trial config builds from them.
+    values = sweep.search_overrides(base_values(), trial.params)
+    TrainConfig.from_dict(values)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", r"--seeds '' is empty: give a comma-separated list such as 0,1,2"),
+        (" , ", r"is empty"),
+        ("0,a", r"must be comma-separated integers"),
+        ("1,1", r"repeats a seed"),
+    ],
+)
+def test_bad_seed_lists_are_refused(text, message):
+    with pytest.raises(sweep.SweepError, match=message):
+        sweep.parse_seeds(text)
+
+
+def test_seeds_parse():
+    assert sweep.parse_seeds("0, 1,2") == [0, 1, 2]
+
+
+def refusal(capsys, argv) -> str:
+    assert sweep.main(argv) == 2
+    return capsys.readouterr().err
+
+
+def test_refusals_before_any_trial(tmp_path, capsys):
+    common = ["--name", "x", "--storage-path", str(tmp_path / "exp"), "--config", str(DEMO)]
+    assert "--mode 'grid' is not one of ablation, search" in refusal(capsys, ["--mode", "grid", *common])
+    err = refusal(capsys, ["--mode", "ablation", "--target", "valence", *common])
+    assert "--target 'valence' is not one of emotion, sentiment" in err
+    assert "--seeds '' is empty" in refusal(capsys, ["--mode", "ablation", "--seeds", "", *common])
+    err = refusal(capsys, ["--mode", "ablation", *common, "train.epoch=3"])
+    assert "unknown config key 'train.epoch'; did you mean 'train.epochs'?" in err
+    err = refusal(capsys, ["--mode", "ablation", *common, "loss.aux_weight_face=0"])
+    assert "loss.aux_weight_face is 0; set it to the weight" in err
+    err = refusal(capsys, ["--mode", "search", "--num-samples", "0", *common])
+    assert "--num-samples must be >= 1" in err
+    assert not (tmp_path / "exp").exists()  # nothing was created by a refused request
+
+
+def test_an_unwritable_storage_path_is_refused(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    argv = [
+        "--mode",
+        "ablation",
+        "--config",
+        str(DEMO),
+        "--name",
+        "x",
+        "--storage-path",
+        str(blocker / "exp"),
+    ]
+    assert f"--storage-path '{blocker / 'exp'}' is not writable" in refusal(capsys, argv)
+    argv[-1] = "s3://bucket/experiments"
+    assert "only a local or shared (NFS) directory is supported" in refusal(capsys, argv)
+
+
+def test_a_missing_config_file_is_refused(tmp_path, capsys):
+    argv = ["--mode", "ablation", "--config", str(tmp_path / "nope.yaml"), "--name", "x"]
+    err = refusal(capsys, [*argv, "--storage-path", str(tmp_path)])
+    assert f"--config {tmp_path / 'nope.yaml'}: no such file" in err
+
+
+def test_more_gpus_per_trial_than_the_cluster_has_is_refused(ray_local, tmp_path, capsys):
+    argv = ["--mode", "ablation", "--config", str(DEMO), "--name", "x", "--storage-path", str(tmp_path)]
+    err = refusal(capsys, [*argv, "train.use_gpu=true", "train.num_workers=4"])
+    assert "a trial needs 4 GPUs (train.num_workers=4 with train.use_gpu=true) but the cluster has 0" in err
+    err = refusal(capsys, [*argv, "train.num_workers=3", "train.cpus_per_worker=0.5"])
+    assert "a trial needs 1.625 CPUs" in err and "the cluster has 1 to give" in err
+
+
+def test_a_different_sweep_under_the_same_name_is_refused(tmp_path):
+    planned = {
+        "mode": "ablation",
+        "target": "emotion",
+        "seeds": [0, 1],
+        "num_samples": None,
+        "base": {"a": 1},
+    }
+    (tmp_path / sweep.SWEEP_FILE).write_text(json.dumps(planned))
+    assert sweep.check_same_sweep(tmp_path, planned)
+    with pytest.raises(sweep.SweepError, match=r"different seeds; re-run the original command"):
+        sweep.check_same_sweep(tmp_path, {**planned, "seeds": [0, 1, 2]})
+    assert not sweep.check_same_sweep(tmp_path / "new", planned)
+
+
+def write_record(run_dir: Path, status: str, valid_f1: float, lr: float, rank: int) -> None:
+    values = base_values()
+    values["train"]["lr"] = lr
+    values["model"]["lora"]["rank"] = rank
+    run_dir.mkdir(parents=True)
+    record = {"status": status, "config": values, "valid": {"macro_f1": valid_f1}}
+    (run_dir / "record.json").write_text(json.dumps(record))
+
+
+def test_best_of_takes_the_best_finished_trial_of_a_search(tmp_path):
+    write_record(tmp_path / "runs" / "trial-a", "finished", 0.30, 0.001, 16)
+    write_record(tmp_path / "runs" / "trial-b", "failed", 0.90, 0.01, 64)
+    write_record(tmp_path / "runs" / "trial-c", "stopped", 0.35, 0.002, 32)
+    best = sweep.best_of(tmp_path)
+    assert best["train"]["lr"] == 0.002 and best["model"]["lora"]["rank"] == 32
+    merged = sweep.merge_best(base_values(), {**best, "loss": {"aux_weight_text": 0.0}}, "ablation")
+    assert merged["loss"]["aux_weight_text"] == 0.3  # the grid, not the best trial, turns tasks off
+    assert TrainConfig.from_dict(merged).model.lora.rank == 32
+
+
+def test_best_of_reads_the_analysis_yaml_and_refuses_an_empty_search(tmp_path):
+    snippet = tmp_path / "best_config.yaml"
+    snippet.write_text(
+        yaml.safe_dump({"model": {"lora": {"rank": 4}}, "train": {"lr": 0.01}, "run": {"name": "z"}})
+    )
+    assert sweep.best_of(snippet) == {"model": {"lora": {"rank": 4}}, "train": {"lr": 0.01}}
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(sweep.SweepError, match=r"no finished trial with valid metrics"):
+        sweep.best_of(tmp_path / "empty")
+    with pytest.raises(sweep.SweepError, match=r"no such file or experiment dir"):
+        sweep.best_of(tmp_path / "missing")
+
+
+def test_close_record_takes_the_newest_checkpoint_and_keeps_finished_records(tmp_path):
+    from omnimer.train import STATE_FILE, close_record
+
+    run = tmp_path / "trial-1"
+    for stamp, epochs in (("2026-01-01_00-00-01", 1), ("2026-01-01_00-00-02", 2)):
+        history = [
+            {"epoch": e, "valid": {"macro_f1": 0.1 * e}, "test": None, "seconds": 1.0} for e in range(1, 3)
+        ]
+        state = {"history": history[:epochs], "best_epoch": epochs, "device_seconds": 2.0 * epochs}
+        (run / f"checkpoint_{stamp}").mkdir(parents=True)
+        (run / f"checkpoint_{stamp}" / STATE_FILE).write_text(json.dumps(state))
+    (run / "record.json").write_text(json.dumps({"status": "failed", "error": "ActorDiedError: ..."}))
+    assert close_record(run, "stopped")["status"] == "failed"  # only `running` is replaced by default
+    record = close_record(run, "stopped", replace=("running", "failed"))
+    assert record["status"] == "stopped" and "error" not in record
+    assert (record["best_epoch"], record["device_seconds"], len(record["epochs"])) == (2, 4.0, 2)
+    assert json.loads((run / "record.json").read_text()) == record
+    (run / "record.json").write_text(json.dumps({"status": "finished"}))
+    assert close_record(run, "failed", "late")["status"] == "finished"
+    assert close_record(tmp_path / "absent", "failed") is None

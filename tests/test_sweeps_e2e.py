@@ -1,0 +1,231 @@
+"""sweeps/aux_ablation.py end to end on a local CPU Ray: the smoke sweep in both modes, re-runs that
+start nothing, a driver killed mid-sweep that resumes without losing or repeating a trial, and the
+cluster path (`ray start --head` + `ray job submit --working-dir .`) on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = [sys.executable, str(REPO / "sweeps" / "aux_ablation.py")]
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def storage(tmp_path_factory) -> Path:
+    """One storage root for the module: the smoke test's embedded data is built there once."""
+    return tmp_path_factory.mktemp("sweeps")
+
+
+@pytest.fixture
+def env():
+    ray_tmp = tempfile.mkdtemp(prefix="omr-", dir="/tmp")
+    out = dict(os.environ, RAY_TMPDIR=ray_tmp, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
+    out.pop("RAY_ADDRESS", None)
+    yield out
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def sweep(args: list[str], env: dict, timeout: int = 900) -> subprocess.CompletedProcess:
+    result = subprocess.run(SCRIPT + args, env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-6000:])
+    return result
+
+
+def records(experiment: Path) -> dict[str, dict]:
+    return {
+        p.parent.name: json.loads(p.read_text()) for p in sorted((experiment / "runs").glob("*/record.json"))
+    }
+
+
+def trial_dirs(experiment: Path) -> list[str]:
+    return sorted(p.name for p in experiment.glob("train_driver_*"))
+
+
+def test_ablation_smoke_runs_the_grid_once(storage, env):
+    args = [
+        "--mode",
+        "ablation",
+        "--smoke-test",
+        "--seeds",
+        "0",
+        "--name",
+        "abl",
+        "--storage-path",
+        str(storage),
+    ]
+    first = sweep(args, env)
+    experiment = storage / "abl"
+    runs = records(experiment)
+    assert len(runs) == 8 and len(trial_dirs(experiment)) == 8
+    assert {r["status"] for r in runs.values()} == {"finished"}
+    subsets = {tuple(r["sweep"]["subset"].values()) for r in runs.values()}
+    assert len(subsets) == 8
+    for name, record in runs.items():
+        assert record["sweep"]["experiment"] == "abl" and record["sweep"]["seed"] == 0
+        assert record["config"]["run"]["name"] == name
+        for task, enabled in record["sweep"]["subset"].items():
+            assert (record["config"]["loss"][f"aux_weight_{task}"] > 0) is enabled
+        assert len(record["epochs"]) == 2 and 0 <= record["test"]["macro_f1"] <= 1
+        assert list((experiment / "runs" / name / "tensorboard").glob("events.out.tfevents.*"))
+    assert "8 finished" in first.stdout
+    table = [line for line in first.stdout.splitlines() if line.startswith("| ")]
+    assert len(table) == 9  # header and the 8 subsets
+    assert table[1].startswith("| none | ") and table[-1].startswith("| text+face+prosody")
+
+    again = sweep(args, env)
+    assert "8 finished" in again.stdout
+    assert trial_dirs(experiment) == trial_dirs(experiment)
+    assert records(experiment) == runs  # nothing ran again: every record is byte-for-byte the same
+
+
+def test_search_smoke_writes_the_study_and_a_rerun_adds_no_trial(storage, env):
+    import optuna
+
+    args = ["--mode", "search", "--smoke-test", "--num-samples", "3", "--name", "srch"]
+    sweep([*args, "--storage-path", str(storage)], env)
+    experiment = storage / "srch"
+    runs = records(experiment)
+    assert len(runs) == 3
+    assert {r["status"] for r in runs.values()} <= {"finished", "stopped"}
+    study = optuna.load_study(study_name="srch", storage=f"sqlite:///{experiment / 'optuna.db'}")
+    assert len(study.trials) == 3
+    for trial in study.trials:
+        assert {"model.lora.rank", "train.lr", "loss.scheme", "loss.aux_weight_face"} <= set(trial.params)
+    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert completed and all(0 <= t.value <= 1 for t in completed)
+    by_id = {r["sweep"]["trial_id"]: r for r in runs.values()}
+    assert all(r["config"]["run"]["name"] == f"trial-{i}" for i, r in by_id.items())
+
+    sweep([*args, "--storage-path", str(storage)], env)
+    assert records(experiment) == runs
+    study = optuna.load_study(study_name="srch", storage=f"sqlite:///{experiment / 'optuna.db'}")
+    assert len(study.trials) == 3
+
+
+def test_a_killed_driver_resumes_without_losing_or_repeating_trials(storage, env):
+    args = ["--mode", "ablation", "--smoke-test", "--seeds", "0", "--name", "killed"]
+    args += ["--storage-path", str(storage)]
+    experiment = storage / "killed"
+    log = open(storage / "killed.log", "w")  # noqa: SIM115 - closed below, after the process ends
+    driver = subprocess.Popen(
+        SCRIPT + args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True
+    )
+    try:
+        deadline = time.time() + 600
+        finished: dict[str, dict] = {}
+        while time.time() < deadline and driver.poll() is None:
+            finished = {n: r for n, r in records(experiment).items() if r["status"] == "finished"}
+            if len(finished) >= 2:
+                break
+            time.sleep(1)
+        assert driver.poll() is None and 2 <= len(finished) < 8, "the sweep ended before it could be killed"
+        os.kill(driver.pid, signal.SIGKILL)  # the driver dies as a lost head node's would
+        driver.wait()
+    finally:
+        # The local Ray the driver started (same session) goes with it.
+        try:
+            os.killpg(driver.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        log.close()
+    time.sleep(2)
+
+    sweep(args, env)
+    runs = records(experiment)
+    assert len(runs) == 8 and {r["status"] for r in runs.values()} == {"finished"}
+    assert len(trial_dirs(experiment)) == 8
+    for name, record in finished.items():
+        assert runs[name] == record  # kept as it was, not trained again
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_ray_job_submit_runs_the_sweep_from_the_working_dir(storage, env, tmp_path):
+    """The cluster path: the job gets the repo as its working dir and imports omnimer from there."""
+    # The job's `python` is the cluster's: here, the venv's (first on the head's PATH).
+    head_env = dict(env, RAY_AUTH_MODE="token", HOME=str(tmp_path), PATH=f"{BIN}:{env['PATH']}")
+    temp = env["RAY_TMPDIR"]
+    dashboard = free_port()
+    start = [
+        str(BIN / "ray"),
+        "start",
+        "--head",
+        "--node-ip-address=127.0.0.1",
+        f"--port={free_port()}",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dashboard}",
+        "--num-cpus=2",
+        f"--temp-dir={temp}",
+        "--disable-usage-stats",
+    ]
+    # Token auth, as on a real cluster: the token goes to $HOME/.ray/auth_token (HOME is tmp_path).
+    token = subprocess.run(
+        [str(BIN / "ray"), "get-auth-token", "--generate"], env=head_env, capture_output=True, text=True
+    )
+    assert token.returncode == 0 and (tmp_path / ".ray" / "auth_token").is_file(), token.stderr[-2000:]
+    started = subprocess.run(start, env=head_env, capture_output=True, text=True, timeout=180)
+    assert started.returncode == 0, started.stderr[-3000:]
+    try:
+        runtime_env = yaml.safe_load((REPO / "cluster" / "runtime_env.yaml").read_text())
+        runtime = {"excludes": runtime_env["excludes"]}
+        submit = [
+            str(BIN / "ray"),
+            "job",
+            "submit",
+            f"--address=http://127.0.0.1:{dashboard}",
+            "--working-dir",
+            str(REPO),
+            "--runtime-env-json",
+            json.dumps(runtime),
+            "--",
+            "python",
+            "sweeps/aux_ablation.py",
+            "--mode",
+            "search",
+            "--smoke-test",
+            "--num-samples",
+            "1",
+            "--name",
+            "job",
+            "--storage-path",
+            str(storage),
+        ]
+        job = subprocess.run(submit, env=head_env, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+        output = job.stdout + job.stderr
+        assert job.returncode == 0, output[-6000:]
+        submission = re.search(r"Job '(raysubmit_\w+)' submitted", output).group(1)
+        status = subprocess.run(
+            [str(BIN / "ray"), "job", "status", f"--address=http://127.0.0.1:{dashboard}", submission],
+            env=head_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        # The job reached SUCCEEDED (the CLI words it "succeeded").
+        assert f"Job '{submission}' succeeded" in status.stdout + status.stderr, status.stdout + status.stderr
+        # omnimer came from the uploaded working dir, not from the checkout or site-packages.
+        origin = next(line for line in output.splitlines() if "omnimer from" in line)
+        assert "runtime_resources" in origin and str(REPO) not in origin
+        runs = records(storage / "job")
+        assert len(runs) == 1 and next(iter(runs.values()))["status"] in ("finished", "stopped")
+    finally:
+        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=head_env, capture_output=True, timeout=120)
