@@ -173,18 +173,31 @@ def test_ray_job_submit_runs_the_sweep_from_the_working_dir(storage, env, tmp_pa
         f"--port={free_port()}",
         "--dashboard-host=127.0.0.1",
         f"--dashboard-port={dashboard}",
+        # Every per-node agent on a port of its own: another Ray on this machine (this test session's
+        # own) holds the default ones, and a head whose job agent cannot bind never takes a job.
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--dashboard-agent-grpc-port={free_port()}",
+        f"--metrics-export-port={free_port()}",
+        f"--runtime-env-agent-port={free_port()}",
+        f"--ray-client-server-port={free_port()}",
         "--num-cpus=2",
         f"--temp-dir={temp}",
         "--disable-usage-stats",
+        "--block",
     ]
     # Token auth, as on a real cluster: the token goes to $HOME/.ray/auth_token (HOME is tmp_path).
     token = subprocess.run(
         [str(BIN / "ray"), "get-auth-token", "--generate"], env=head_env, capture_output=True, text=True
     )
     assert token.returncode == 0 and (tmp_path / ".ray" / "auth_token").is_file(), token.stderr[-2000:]
-    started = subprocess.run(start, env=head_env, capture_output=True, text=True, timeout=180)
-    assert started.returncode == 0, started.stderr[-3000:]
+    # `--block` in a session of its own: the head's processes form one group, which the test stops
+    # at the end. (`ray stop` would stop every Ray on the machine, this test session's own included.)
+    head_log = open(tmp_path / "head.log", "w")  # noqa: SIM115 - closed with the head below
+    head = subprocess.Popen(
+        start, env=head_env, stdout=head_log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
+        wait_for_dashboard(dashboard, head, tmp_path / "head.log")
         runtime_env = yaml.safe_load((REPO / "cluster" / "runtime_env.yaml").read_text())
         runtime = {"excludes": runtime_env["excludes"]}
         submit = [
@@ -209,8 +222,14 @@ def test_ray_job_submit_runs_the_sweep_from_the_working_dir(storage, env, tmp_pa
             "--storage-path",
             str(storage),
         ]
-        job = subprocess.run(submit, env=head_env, capture_output=True, text=True, timeout=900, cwd=tmp_path)
-        output = job.stdout + job.stderr
+        for _ in range(30):  # the head's job agent comes up a little after its dashboard
+            job = subprocess.run(
+                submit, env=head_env, capture_output=True, text=True, timeout=900, cwd=tmp_path
+            )
+            output = job.stdout + job.stderr
+            if "No available agent to submit job" not in output:
+                break
+            time.sleep(2)
         assert job.returncode == 0, output[-6000:]
         submission = re.search(r"Job '(raysubmit_\w+)' submitted", output).group(1)
         status = subprocess.run(
@@ -228,4 +247,37 @@ def test_ray_job_submit_runs_the_sweep_from_the_working_dir(storage, env, tmp_pa
         runs = records(storage / "job")
         assert len(runs) == 1 and next(iter(runs.values()))["status"] in ("finished", "stopped")
     finally:
-        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=head_env, capture_output=True, timeout=120)
+        stop_group(head)
+        head_log.close()
+
+
+def wait_for_dashboard(port: int, head: subprocess.Popen, log: Path, timeout: float = 180) -> None:
+    """Until the head's dashboard answers HTTP (any status: with token auth it may say 401)."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert head.poll() is None, log.read_text()[-3000:]
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/version", timeout=5)
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(1)
+    raise AssertionError(f"the Ray head's dashboard did not come up: {log.read_text()[-3000:]}")
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """SIGTERM a process group started with start_new_session, then SIGKILL what is left."""
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+        time.sleep(1)
