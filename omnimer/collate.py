@@ -9,11 +9,13 @@ token layout depends on the fps) clips are processed in groups of equal fps and 
 
 from __future__ import annotations
 
-from collections import defaultdict
+import hashlib
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from transformers.feature_extraction_utils import BatchFeature
 
 from omnimer.tasks import Conversation
 
@@ -87,20 +89,94 @@ def _left_pad(tensors: list[torch.Tensor], value: int) -> torch.Tensor:
     return torch.cat([torch.nn.functional.pad(t, (width - t.shape[1], 0), value=value) for t in tensors])
 
 
+def _right_pad(tensors: list[torch.Tensor], value: float) -> torch.Tensor:
+    width = max(t.shape[-1] for t in tensors)
+    return torch.cat([torch.nn.functional.pad(t, (0, width - t.shape[-1]), value=value) for t in tensors])
+
+
 def _merge(parts: list[dict], pad_id: int) -> dict:
-    """Concatenate processor outputs of several calls (sequences left-padded to one width)."""
+    """Concatenate processor outputs of several calls (sequences left-padded to one width).
+
+    A key missing from some parts (e.g. ``pixel_values_videos`` of a text-only task) holds only the
+    other parts' items; media items stay in row order because the parts' rows are stacked in order.
+    Audio features are right-padded to the widest part (the Thinker reads them through
+    ``feature_attention_mask``).
+    """
     merged: dict = {}
-    for key in parts[0]:
-        values = [p[key] for p in parts]
+    for key in dict.fromkeys(k for p in parts for k in p):
+        values = [p[key] for p in parts if key in p]
         if key == "input_ids":
             merged[key] = _left_pad(values, pad_id)
         elif key == "attention_mask":
             merged[key] = _left_pad(values, 0)
+        elif key in ("input_features", "feature_attention_mask"):
+            merged[key] = _right_pad(values, 0)
         elif isinstance(values[0], torch.Tensor):
             merged[key] = torch.cat(values)
         else:
             merged[key] = [v for part in values for v in part]
     return merged
+
+
+# A packed forward may pad at most this much more than the separate forwards it replaces.
+PACKING_SLACK = 0.25
+
+
+def pack_batches(
+    batches: list[Batch], slack: float = PACKING_SLACK, shapes: dict[str, tuple[int, int]] | None = None
+) -> list[list[Batch]]:
+    """Group task batches into forwards: sorted by width, neighbours share a forward while padding
+    to the group's widest stays within ``(1 + slack)`` × the tokens of running them apart.
+
+    Each forward has a fixed cost (on CPU most of a tiny model's step; on GPU the kernel launches and
+    the towers' small batches), so the short auxiliary tasks run together; a long one (e.g. many
+    video tokens next to a short transcript task) keeps its own forward instead of padding the rest.
+    ``shapes`` (task → (rows, width)) replaces the batches' own shapes in that decision: under ZeRO-3
+    every rank must run the same forwards, so the workers decide on shapes they agreed on.
+    """
+    if not batches:
+        return []
+
+    def shape(batch: Batch) -> tuple[int, int]:
+        return shapes[batch.task] if shapes is not None else tuple(batch.inputs["input_ids"].shape)
+
+    ordered = sorted(batches, key=lambda b: (shape(b)[1], b.task))
+    groups = [[ordered[0]]]
+    for batch in ordered[1:]:
+        group = [*groups[-1], batch]
+        rows = sum(shape(b)[0] for b in group)
+        apart = sum(shape(b)[0] * shape(b)[1] for b in group)
+        if rows * shape(batch)[1] <= (1 + slack) * apart:
+            groups[-1].append(batch)
+        else:
+            groups.append([batch])
+    return groups
+
+
+def merge_batches(batches: list[Batch], pad_id: int) -> tuple[Batch, dict[str, slice]]:
+    """One forward's batch from several tasks' batches, and the rows of each task in it."""
+    main_like = [b for b in batches if b.class_index is not None or b.inputs.get("use_audio_in_video")]
+    if len(batches) > 1 and main_like:
+        raise ValueError("the main task keeps its own forward (class indices, interleaved audio)")
+    if len(batches) == 1:
+        return batches[0], {batches[0].task: slice(0, len(batches[0].clip_ids))}
+    spans, start = {}, 0
+    for batch in batches:
+        if batch.task in spans:
+            raise ValueError(f"task {batch.task!r} appears twice in one forward")
+        spans[batch.task] = slice(start, start + len(batch.clip_ids))
+        start += len(batch.clip_ids)
+    labels = None
+    if all(b.labels is not None for b in batches):
+        labels = _left_pad([b.labels for b in batches], IGNORE_INDEX)
+    merged = Batch(
+        "+".join(b.task for b in batches),
+        _merge([b.inputs for b in batches], pad_id),
+        labels,
+        [c for b in batches for c in b.clip_ids],
+        None,
+    )
+    return merged, spans
 
 
 def collate(
@@ -174,3 +250,84 @@ def _process(
         kwargs["load_audio_from_video"] = True
         kwargs["audio_from_video_indices"] = list(range(len(videos)))
     return dict(processor(text=texts, **kwargs))
+
+
+class AudioFeatureCache:
+    """Memoizes the Whisper log-mel features of each clip's audio, in place of the processor's extractor.
+
+    The processor pads every clip to 30 s before its STFT, so a 4 s clip costs 7.5x its own length,
+    and every epoch (and, within a step, both the main and the prosody conversation) extracts the same
+    clip again: on CPU this was ~70% of a training step's batch building. Features depend only on the
+    waveform and the extractor's settings, so they are computed once, kept cropped to the clip's own
+    frames (LRU-bounded by ``max_bytes``), and a batch is padded to its longest clip, not to 30 s. The
+    Thinker reads only the frames under ``feature_attention_mask``, so its outputs are unchanged (a
+    test compares logits bit for bit)::
+
+        processor = load_processor(path)
+        AudioFeatureCache.install(processor, max_bytes=512 * 2**20)
+    """
+
+    def __init__(self, extractor, max_bytes: int):
+        self.extractor = extractor
+        self.max_bytes = int(max_bytes)
+        self.entries: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    @classmethod
+    def install(cls, processor, max_bytes: int) -> AudioFeatureCache | None:
+        """Put a cache in front of ``processor``'s feature extractor (none when ``max_bytes`` is 0)."""
+        if max_bytes <= 0:
+            return None
+        cache = cls(processor.feature_extractor, max_bytes)
+        processor.feature_extractor = cache
+        return cache
+
+    def __getattr__(self, name: str):
+        # hop_length, nb_max_frames, model_input_names, ...: the processor reads them from its extractor.
+        return getattr(self.__dict__["extractor"], name)
+
+    def _key(self, audio, kwargs: dict) -> tuple:
+        wave = audio_array(audio)
+        digest = hashlib.blake2b(wave.tobytes(), digest_size=16).digest()
+        return digest, wave.shape[0], tuple(sorted((k, repr(v)) for k, v in kwargs.items()))
+
+    def _store(self, key: tuple, features: torch.Tensor) -> None:
+        size = features.numel() * features.element_size()
+        if size > self.max_bytes:
+            return
+        self.entries[key] = features
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            _, old = self.entries.popitem(last=False)
+            self.bytes -= old.numel() * old.element_size()
+
+    def __call__(self, raw_speech, **kwargs) -> dict:
+        audios = list(raw_speech) if isinstance(raw_speech, list | tuple) else [raw_speech]
+        call = {k: v for k, v in kwargs.items() if k != "return_tensors"}
+        keys = [self._key(a, call) for a in audios]
+        found: dict[int, torch.Tensor] = {}
+        for i, key in enumerate(keys):
+            if key in self.entries:
+                self.entries.move_to_end(key)
+                found[i] = self.entries[key]
+        missing = [i for i in range(len(audios)) if i not in found]
+        self.hits += len(found)
+        self.misses += len(missing)
+        if missing:
+            # Whisper normalizes each clip by its own maximum, so a clip's features do not depend on the
+            # other clips of the call, and can be kept and reused one by one.
+            out = self.extractor([audios[i] for i in missing], return_tensors="pt", **call)
+            lengths = out["attention_mask"].sum(dim=1).tolist()
+            for j, i in enumerate(missing):
+                found[i] = out["input_features"][j, :, : int(lengths[j])].clone()
+                self._store(keys[i], found[i])
+        clips = [found[i] for i in range(len(audios))]
+        width = max(c.shape[1] for c in clips)
+        features = clips[0].new_zeros((len(clips), clips[0].shape[0], width))
+        mask = torch.zeros((len(clips), width), dtype=torch.int32)
+        for i, clip in enumerate(clips):
+            features[i, :, : clip.shape[1]] = clip
+            mask[i, : clip.shape[1]] = 1
+        return BatchFeature({"input_features": features, "attention_mask": mask})

@@ -257,6 +257,13 @@ class DataConfig:
         default=False,
         metadata={"help": "interleave the main task's audio into the video tokens (time-aligned)"},
     )
+    audio_feature_cache_mb: int = field(
+        default=512,
+        metadata={
+            "help": "per-worker memory for each clip's Whisper features, extracted once and reused across "
+            "tasks and epochs (0 = extract on every step)"
+        },
+    )
 
     def __post_init__(self) -> None:
         _check(self.target in TARGETS, f"data.target {self.target!r} is not one of {', '.join(TARGETS)}")
@@ -267,6 +274,12 @@ class DataConfig:
         _check(
             isinstance(self.path, str) and self.path != "",
             f"data.path must be a directory, got {self.path!r}",
+        )
+        _check(
+            isinstance(self.audio_feature_cache_mb, int)
+            and not isinstance(self.audio_feature_cache_mb, bool)
+            and self.audio_feature_cache_mb >= 0,
+            f"data.audio_feature_cache_mb must be an integer >= 0, got {self.audio_feature_cache_mb!r}",
         )
 
 

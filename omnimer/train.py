@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from omnimer import losses, metrics
-from omnimer.collate import collate, rows_from_numpy
+from omnimer.collate import AudioFeatureCache, collate, merge_batches, pack_batches, rows_from_numpy
 from omnimer.config import TrainConfig
 from omnimer.labels import LabelSet
 from omnimer.tasks import AUX_COLUMNS, MAIN, build_task_batches, main_conversation
@@ -267,33 +267,50 @@ def _task_losses(
     frame_size: int,
     first_ids: list[int] | None = None,
 ) -> tuple[torch.Tensor, dict, int]:
-    """Forward each enabled task's batch; returns the combined loss, its parts, and tokens processed.
+    """Forward the main task's batch, then the enabled aux tasks' (packed into as few forwards as
+    :func:`omnimer.collate.pack_batches` allows); returns the combined loss, its parts, and tokens.
 
     ``first_ids`` (the label verbalizers' first tokens) is needed by the logit_adjust scheme only.
     """
+    collated = {
+        task: collate(processor, convs, media, frame_size=frame_size, audio_in_video=cfg.data.audio_in_video)
+        for task, convs in batches.items()
+    }
+    tokens = sum(batch.num_tokens for batch in collated.values())
+    batch = collated.pop(MAIN)
+    out = engine(**_to_device(batch.inputs, device), use_cache=False)
+    labels = batch.labels.to(device)
+    class_scores = None
+    if rebalancing.scheme == "logit_adjust":
+        class_scores = metrics.score_label_tokens(metrics.first_answer_logits(out.logits, labels), first_ids)
+    main = losses.main_loss(
+        rebalancing, batch.class_index, logits=out.logits, labels=labels, class_scores=class_scores
+    )
+    # The auxiliary tasks are short next to the main one; those of similar length share a forward.
     aux_losses = {}
-    main = None
-    tokens = 0
-    for task, convs in batches.items():
-        batch = collate(
-            processor, convs, media, frame_size=frame_size, audio_in_video=cfg.data.audio_in_video
-        )
-        tokens += batch.num_tokens
+    for group in pack_batches(list(collated.values()), shapes=_agreed_shapes(collated, device)):
+        batch, spans = merge_batches(group, processor.tokenizer.pad_token_id)
         out = engine(**_to_device(batch.inputs, device), use_cache=False)
         labels = batch.labels.to(device)
-        if task == MAIN:
-            class_scores = None
-            if rebalancing.scheme == "logit_adjust":
-                class_scores = metrics.score_label_tokens(
-                    metrics.first_answer_logits(out.logits, labels), first_ids
-                )
-            main = losses.main_loss(
-                rebalancing, batch.class_index, logits=out.logits, labels=labels, class_scores=class_scores
-            )
-        else:
-            aux_losses[task] = losses.token_loss(out.logits, labels)
+        for task, rows in spans.items():
+            aux_losses[task] = losses.token_loss(out.logits[rows], labels[rows])
     total, parts = losses.combine(main, aux_losses, losses.aux_weights(cfg.loss))
     return total, parts, tokens
+
+
+def _agreed_shapes(collated: dict, device) -> dict[str, tuple[int, int]] | None:
+    """The largest (rows, width) of each aux task's batch over all workers (None with one worker).
+
+    ZeRO-3 gathers each layer's weights with a collective when a forward reaches it, so every worker
+    must run the same forwards: packing is decided on shapes all workers share, not on each one's own.
+    """
+    if not (torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1):
+        return None
+    tasks = list(AUX_COLUMNS)
+    local = [list(collated[t].inputs["input_ids"].shape) if t in collated else [0, 0] for t in tasks]
+    shared = torch.tensor(local, dtype=torch.long, device=device)
+    torch.distributed.all_reduce(shared, op=torch.distributed.ReduceOp.MAX)
+    return {t: (int(r), int(w)) for t, (r, w) in zip(tasks, shared.tolist(), strict=True)}
 
 
 def _epoch_order(
@@ -334,6 +351,7 @@ def train_loop_per_worker(config: dict) -> None:
     rebalancing = losses.build_rebalancing(cfg.loss, counts)
 
     processor = load_processor(cfg.model.name_or_path)
+    feature_cache = AudioFeatureCache.install(processor, cfg.data.audio_feature_cache_mb * 2**20)
     verbalizers, first_ids = choose_verbalizers(processor.tokenizer, labels)
     model = apply_lora(load_thinker(cfg.model), cfg.model.lora)
     model.train()
@@ -450,6 +468,18 @@ def train_loop_per_worker(config: dict) -> None:
         state["epoch"] = epoch + 1
         state["best_epoch"] = best
         report = report_metrics(entry, state)
+        if rank == 0:
+            log.info(
+                "epoch %d/%d: %.1f s, valid macro-F1 %s%s",
+                epoch + 1,
+                cfg.train.epochs,
+                entry["seconds"],
+                f"{entry['valid']['macro_f1']:.3f}" if entry["valid"] else "n/a",
+                f"; audio features cached for {len(feature_cache.entries)} clips "
+                f"({feature_cache.bytes / 2**20:.0f} MiB, {feature_cache.hits} reuses)"
+                if feature_cache is not None
+                else "",
+            )
         if writer is not None:
             _write_epoch_tensorboard(writer, entry, labels, epoch + 1)
         with tempfile.TemporaryDirectory() as tmp:

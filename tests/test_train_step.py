@@ -11,7 +11,7 @@ import torch
 from mediafiles import tone
 
 from omnimer import losses, metrics
-from omnimer.collate import IGNORE_INDEX, collate
+from omnimer.collate import IGNORE_INDEX, AudioFeatureCache, Batch, collate, merge_batches, pack_batches
 from omnimer.config import LossConfig, ModelConfig, TrainConfig, load_train_config
 from omnimer.labels import INDOMER_EMOTION
 from omnimer.model.load import apply_lora, load_processor, load_thinker
@@ -120,16 +120,53 @@ def test_interleaved_audio_in_video_groups_clips_by_fps(tiny):
     assert torch.isfinite(out.logits).all()
 
 
+def test_audio_feature_cache_reuses_features_and_leaves_logits_unchanged(tiny):
+    path, processor = tiny
+    cached = load_processor(str(path))
+    cache = AudioFeatureCache.install(cached, max_bytes=2**26)
+    rows = make_rows(4)
+    media = {r["clip_id"]: r for r in rows}
+    convs = build_task_batches(
+        rows, "emotion", INDOMER_EMOTION, INDOMER_EMOTION.verbalizers, "id", {"aux_prosody": 1}
+    )
+    model = load_thinker(ModelConfig(name_or_path=str(path), dtype="float32")).eval()
+    for task in (MAIN, "aux_prosody", MAIN):
+        plain = collate(processor, convs[task], media, frame_size=SIZE)
+        fast = collate(cached, convs[task], media, frame_size=SIZE)
+        assert torch.equal(plain.inputs["input_ids"], fast.inputs["input_ids"])
+        # padded to the longest clip (1.5 s = 150 frames), not to Whisper's 30 s
+        assert fast.inputs["input_features"].shape == (4, 128, 150)
+        assert plain.inputs["input_features"].shape == (4, 128, 3000)
+        with torch.no_grad():
+            assert torch.equal(model(**plain.inputs).logits, model(**fast.inputs).logits)
+    # four clips extracted once; the prosody task and the second main batch reuse them
+    assert (cache.misses, cache.hits, len(cache.entries)) == (4, 8, 4)
+
+
+def test_audio_feature_cache_stays_within_its_memory_bound(tiny):
+    path, _ = tiny
+    processor = load_processor(str(path))
+    one_clip = 128 * 150 * 4  # bytes of a 1.5 s clip's features
+    cache = AudioFeatureCache.install(processor, max_bytes=2 * one_clip)
+    rows = make_rows(6)
+    media = {r["clip_id"]: r for r in rows}
+    convs = build_task_batches(rows, "emotion", INDOMER_EMOTION, INDOMER_EMOTION.verbalizers, "id", {})
+    collate(processor, convs[MAIN], media, frame_size=SIZE)
+    assert cache.bytes <= 2 * one_clip and len(cache.entries) == 2
+    assert AudioFeatureCache.install(load_processor(str(path)), max_bytes=0) is None
+
+
 class CountingModel(torch.nn.Module):
-    """Counts forward calls and the video/audio inputs they carry."""
+    """Counts forward calls and the video clips they carry."""
 
     def __init__(self, model):
         super().__init__()
-        self.model, self.calls, self.video_calls = model, 0, 0
+        self.model, self.calls, self.videos = model, 0, 0
 
     def forward(self, **inputs):
         self.calls += 1
-        self.video_calls += "pixel_values_videos" in inputs
+        if "video_grid_thw" in inputs:
+            self.videos += inputs["video_grid_thw"].shape[0]
         return self.model(**inputs)
 
 
@@ -168,12 +205,61 @@ def test_face_weight_zero_never_builds_or_runs_the_face_task(tiny):
     rows = make_rows(2)
     counting = CountingModel(fresh_model(path))
     _, parts, tokens_all = step_losses(counting, processor, rows, LossConfig())
-    assert counting.calls == 4 and counting.video_calls == 2  # main + face carry video
-    counting.calls = counting.video_calls = 0
+    assert counting.videos == 4  # main's 2 clips + face's 2
+    counting.videos = 0
     _, parts_no_face, tokens = step_losses(counting, processor, rows, LossConfig(aux_weight_face=0.0))
-    assert counting.calls == 3 and counting.video_calls == 1  # only main still sees the video
+    assert counting.videos == 2  # only main still sees the video
     assert "aux_face" not in parts_no_face and "aux_face" in parts
     assert tokens < tokens_all
+
+
+def test_packed_aux_tasks_give_the_losses_and_gradients_of_separate_forwards(tiny):
+    path, processor = tiny
+    rows = make_rows(3)
+    media = {r["clip_id"]: r for r in rows}
+    convs = build_task_batches(
+        rows,
+        "emotion",
+        INDOMER_EMOTION,
+        INDOMER_EMOTION.verbalizers,
+        "id",
+        {"aux_text": 1, "aux_face": 1, "aux_prosody": 1},
+    )
+    aux = [
+        collate(processor, convs[t], media, frame_size=SIZE) for t in ("aux_text", "aux_face", "aux_prosody")
+    ]
+    assert [len(g) for g in pack_batches(aux)] == [3]  # similar lengths: one forward
+    model = fresh_model(path)
+
+    def grads(loss):
+        model.zero_grad()
+        loss.backward()
+        return [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    apart = {b.task: losses.token_loss(model(**b.inputs).logits, b.labels) for b in aux}
+    merged, spans = merge_batches(aux, processor.tokenizer.pad_token_id)
+    logits = model(**merged.inputs).logits
+    packed = {t: losses.token_loss(logits[rows], merged.labels[rows]) for t, rows in spans.items()}
+    assert packed.keys() == apart.keys() and merged.inputs["video_grid_thw"].shape[0] == 3
+    for task in apart:
+        torch.testing.assert_close(packed[task], apart[task], rtol=1e-5, atol=1e-5)
+    for a, b in zip(grads(sum(packed.values())), grads(sum(apart.values())), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_packing_keeps_a_long_task_apart():
+    def batch(task, rows, width):
+        ids = torch.ones((rows, width), dtype=torch.long)
+        return Batch(task, {"input_ids": ids, "attention_mask": ids}, ids, [task] * rows, None)
+
+    short, mid, long = batch("aux_text", 4, 100), batch("aux_prosody", 4, 110), batch("aux_face", 4, 300)
+    assert [[b.task for b in g] for g in pack_batches([long, short, mid])] == [
+        ["aux_text", "aux_prosody"],
+        ["aux_face"],
+    ]
+    main = Batch("main", short.inputs, short.labels, ["m"] * 4, torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="the main task keeps its own forward"):
+        merge_batches([main, mid], 0)
 
 
 def train_steps(path, processor, rows, loss_cfg, steps=3):
@@ -290,6 +376,10 @@ def test_warmup_cosine_schedule():
         (["loss.scheme=balanced"], "loss.scheme 'balanced' is not one of none, inverse_freq"),
         (["loss.aux_weight_face=-0.5"], "loss.aux_weight_face must be >= 0, got -0.5"),
         (["model.lora.rank=0"], "lora.rank must be an integer >= 1, got 0"),
+        (
+            ["data.audio_feature_cache_mb=-1"],
+            "data.audio_feature_cache_mb must be an integer >= 0, got -1",
+        ),
         (["train.epoch=2"], "unknown config key 'train.epoch'; did you mean 'train.epochs'?"),
     ],
 )
