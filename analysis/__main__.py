@@ -7,9 +7,11 @@
     python -m analysis summary EXP_DIR [EXP_DIR ...]          # ablation table + Shapley lines
 
 EXP_DIR is a sweep's experiment dir ``<storage-path>/<name>`` (or any dir holding ``record.json``
-files, e.g. ``runs/demo/train``). ``tables`` prints to stdout without ``--out`` (CSV: the first table
-only, the ablation when there is one, unless ``--table`` picks another). Bad input exits with code 2
-and a message saying what is wrong, where, and what to do.
+files, e.g. ``runs/demo/train``), or its URI in an object store (``s3://bucket/experiments/demo``,
+read through ``omnimer.storage``; endpoint and credentials from the usual ``AWS_*`` variables).
+``tables`` prints to stdout without ``--out`` (CSV: the first table only, the ablation when there is
+one, unless ``--table`` picks another). Bad input exits with code 2 and a message saying what is
+wrong, where, and what to do.
 """
 
 from __future__ import annotations
@@ -34,9 +36,18 @@ from analysis.tables import FORMATS
 TABLE_NAMES = ("all", "ablation", "attribution", "per_class_f1", "search_summary")
 
 
+def _exp_dir(text: str) -> Path | str:
+    """An EXP_DIR argument: a local path stays a Path; a URI stays a string (Path would fold its ``//``)."""
+    return text if "://" in text else Path(text)
+
+
 def _common(parser: argparse.ArgumentParser, several: bool = True) -> None:
     parser.add_argument(
-        "exp_dirs", nargs="+" if several else 1, type=Path, metavar="EXP_DIR", help="experiment dir(s)"
+        "exp_dirs",
+        nargs="+" if several else 1,
+        type=_exp_dir,
+        metavar="EXP_DIR",
+        help="experiment dir(s): local paths or URIs (s3://bucket/prefix/name)",
     )
     parser.add_argument("--target", choices=("emotion", "sentiment"), help="keep the records of this target")
     parser.add_argument("--split", choices=records.SPLITS, default="test", help="metrics of this split")

@@ -1,9 +1,11 @@
 """Trial records (``record.json``) → one tidy pandas table: one row per trial × split.
 
     python -m analysis tables runs/sweeps/demo-ablation        # the tables built on this module
+    python -m analysis tables s3://bucket/experiments/demo-ablation   # records in an object store
 
 A record is what ``omnimer.train.run_training`` (or a sweep trial) writes; see DESIGN §5. This module
-only reads records: it never imports training code (STYLE: data flows one way). Every record found is
+only reads records: it never imports training code (STYLE: data flows one way); an experiment dir
+given as a URI (``s3://...``) is listed and read through :mod:`omnimer.storage`. Every record found is
 kept, whatever its status: failed, running and early-stopped trials are rows of the table with their
 status, so the tables can count them apart instead of silently dropping them.
 
@@ -36,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from omnimer import storage
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +75,19 @@ class AnalysisError(Exception):
     """A problem with the user's input. The message says what is wrong, where, and what to do."""
 
 
+# An experiment dir or a record: a local path, or a URI (str) of an object store.
+Location = Path | str
+
+
+def as_location(text: str | Path) -> Location:
+    """A local path as a :class:`~pathlib.Path`, an object store URI as the string it is."""
+    try:
+        storage.check_location(text)
+    except storage.StorageError as error:
+        raise AnalysisError(str(error)) from None
+    return str(text).rstrip("/") if storage.is_remote(text) else Path(text)
+
+
 def subset_name(subset: Subset) -> str:
     """``none``, ``face``, ``text+prosody``, ``text+face+prosody``."""
     enabled = [task for task, on in zip(TASKS, subset, strict=True) if on]
@@ -96,8 +113,14 @@ def parse_subset(name: str) -> Subset:
 # ------------------------------------------------------------------------------------ finding records
 
 
-def find_record_files(exp_dir: Path) -> list[Path]:
+def find_record_files(exp_dir: Location) -> list[Location]:
     """Every ``record.json`` under ``exp_dir``, sorted; Ray's ``checkpoint_*`` copies are skipped."""
+    if storage.is_remote(exp_dir):
+        try:
+            # Checkpoint dirs and hidden dirs hold copies or temporaries, never a trial's own record.
+            return storage.find_files(exp_dir, RECORD_FILE, skip_prefixes=("checkpoint_", "."))
+        except storage.StorageError as error:
+            raise AnalysisError(str(error)) from None
     found = []
     for root, dirs, files in os.walk(exp_dir):
         # Checkpoint dirs and hidden dirs hold copies or temporaries, never a trial's own record.
@@ -107,9 +130,9 @@ def find_record_files(exp_dir: Path) -> list[Path]:
     return sorted(found)
 
 
-def _read_json(path: Path) -> dict:
+def _read_json(path: Location) -> dict:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(storage.read_text(path))
     except json.JSONDecodeError as error:
         raise AnalysisError(
             f"{path}: not valid JSON ({error}); a trial may have been killed while writing it "
@@ -129,8 +152,8 @@ def _read_json(path: Path) -> dict:
 class Trial:
     """One validated record and the fields the tables key on."""
 
-    path: Path
-    exp_dir: Path
+    path: Location
+    exp_dir: Location
     record: dict
     status: str
     mode: str
@@ -142,14 +165,14 @@ class Trial:
 
     @property
     def experiment(self) -> str:
-        return self.exp_dir.name
+        return storage.basename(self.exp_dir)
 
     @property
     def run_name(self) -> str:
-        return self.path.parent.name
+        return storage.basename(storage.parent(self.path))
 
 
-def _require(record: dict, path: Path, dotted: str) -> Any:
+def _require(record: dict, path: Location, dotted: str) -> Any:
     node: Any = record
     for part in dotted.split("."):
         if not isinstance(node, dict) or part not in node:
@@ -161,7 +184,7 @@ def _require(record: dict, path: Path, dotted: str) -> Any:
     return node
 
 
-def _check_schema(record: dict, path: Path) -> None:
+def _check_schema(record: dict, path: Location) -> None:
     version = record.get("schema_version")
     if version != SCHEMA_VERSION:
         raise AnalysisError(
@@ -171,7 +194,7 @@ def _check_schema(record: dict, path: Path) -> None:
         )
 
 
-def _subset_from_config(config: dict, path: Path) -> Subset:
+def _subset_from_config(config: dict, path: Location) -> Subset:
     flags = []
     for task in TASKS:
         weight = _require({"config": config}, path, f"config.{AUX_WEIGHT_KEYS[task]}")
@@ -181,7 +204,7 @@ def _subset_from_config(config: dict, path: Path) -> Subset:
     return tuple(flags)  # type: ignore[return-value]
 
 
-def _subset_from_sweep(sweep: dict, config_subset: Subset, path: Path) -> Subset:
+def _subset_from_sweep(sweep: dict, config_subset: Subset, path: Location) -> Subset:
     given = sweep.get("subset")
     if not isinstance(given, dict):
         return config_subset
@@ -197,7 +220,7 @@ def _subset_from_sweep(sweep: dict, config_subset: Subset, path: Path) -> Subset
     return config_subset
 
 
-def parse_record(record: dict, path: Path, exp_dir: Path) -> Trial:
+def parse_record(record: dict, path: Location, exp_dir: Location) -> Trial:
     """Validate one record (schema version, status, the keys the tables need) into a :class:`Trial`."""
     _check_schema(record, path)
     status = _require(record, path, "status")
@@ -218,11 +241,11 @@ def parse_record(record: dict, path: Path, exp_dir: Path) -> Trial:
             raise AnalysisError(f"{path}: sweep.mode {mode!r} is not one of ablation, search")
         subset = _subset_from_sweep(sweep, config_subset, path)
         seed = sweep.get("seed", config.get("train", {}).get("seed"))
-        trial_id = str(sweep.get("trial_id", path.parent.name))
+        trial_id = str(sweep.get("trial_id", storage.basename(storage.parent(path))))
     else:
         mode, subset = "single", config_subset
         seed = config.get("train", {}).get("seed")
-        trial_id = path.parent.name
+        trial_id = storage.basename(storage.parent(path))
     label_set = (record.get("dataset") or {}).get("label_set") or config["data"].get("label_set") or ""
     return Trial(
         path=path,
@@ -242,8 +265,12 @@ def load_trials(exp_dirs: Iterable[str | Path]) -> list[Trial]:
     """Every record under the experiment dirs, validated; raises :class:`AnalysisError` on bad input."""
     trials: list[Trial] = []
     for exp in exp_dirs:
-        exp_dir = Path(exp)
-        if not exp_dir.is_dir():
+        exp_dir = as_location(exp)
+        try:
+            found = storage.is_dir(exp_dir)
+        except storage.StorageError as error:
+            raise AnalysisError(str(error)) from None
+        if not found:
             raise AnalysisError(
                 f"{exp_dir}: no such experiment dir; pass <storage-path>/<name> of a sweep "
                 "(or a run.output_dir of `omnimer train`)"
@@ -407,32 +434,42 @@ STUDY_FILE = "optuna.db"
 def load_study(exp_dir: str | Path):
     """The search's Optuna study stored in ``<exp>/optuna.db`` (sqlite), or None without that file.
 
-    The study is looked up by the experiment dir's name, else taken as the storage's only study.
+    The study is looked up by the experiment dir's name, else taken as the storage's only study. For
+    an experiment dir in an object store the file is first downloaded to a local copy under
+    ``$OMNIMER_CACHE_DIR/analysis`` (default ``~/.cache/omnimer/analysis``).
     """
-    exp_dir = Path(exp_dir)
-    path = exp_dir / STUDY_FILE
-    if not path.is_file():
-        return None
+    exp_dir = as_location(exp_dir)
+    path = storage.join(exp_dir, STUDY_FILE)
+    local = Path(path)
+    try:
+        if not storage.is_file(path):
+            return None
+        if storage.is_remote(path):
+            local = storage.local_mirror(path, storage.cache_dir() / "analysis")
+            storage.download_file(path, local)
+    except storage.StorageError as error:
+        raise AnalysisError(str(error)) from None
     import optuna  # only searches have a study; importing optuna costs a second
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = f"sqlite:///{path.resolve()}"
+    url = f"sqlite:///{local.resolve()}"
     try:
-        names = optuna.get_all_study_names(storage=storage)
+        names = optuna.get_all_study_names(storage=url)
     except Exception as error:  # sqlalchemy/optuna raise many kinds; all mean "not a study storage"
         raise AnalysisError(f"{path}: cannot be opened as an Optuna RDB storage ({error})") from None
-    if exp_dir.name in names:
-        name = exp_dir.name
+    exp_name = storage.basename(exp_dir)
+    if exp_name in names:
+        name = exp_name
     elif len(names) == 1:
         name = names[0]
     elif not names:
         raise AnalysisError(f"{path}: holds no Optuna study; delete the file or re-run the search")
     else:
         raise AnalysisError(
-            f"{path}: holds studies {', '.join(map(repr, names))} and none is named {exp_dir.name!r} "
+            f"{path}: holds studies {', '.join(map(repr, names))} and none is named {exp_name!r} "
             "(the experiment dir's name); keep one study per experiment dir"
         )
-    return optuna.load_study(study_name=name, storage=storage)
+    return optuna.load_study(study_name=name, storage=url)
 
 
 def load_first_study(exp_dirs: Iterable[str | Path]):

@@ -26,6 +26,7 @@ from analysis import attribution as attribution_module
 from analysis import records, tables
 from analysis.attribution import Attribution
 from analysis.records import AnalysisError, Subset, parse_subset, subset_name
+from omnimer import storage
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def write_text_atomic(path: Path, text: str) -> Path:
 class Experiment:
     """Everything the tables, plots and report of one or more experiment dirs are built from."""
 
-    exp_dirs: list[Path]
+    exp_dirs: list[records.Location]
     target: str
     split: str
     trials: list[records.Trial]
@@ -71,7 +72,7 @@ class Experiment:
 
     @property
     def name(self) -> str:
-        return ", ".join(d.name for d in self.exp_dirs)
+        return ", ".join(storage.basename(d) for d in self.exp_dirs)
 
     @property
     def has_ablation(self) -> bool:
@@ -100,7 +101,7 @@ def analyse(
         raise AnalysisError("no experiment dir given; pass <storage-path>/<name> of a sweep")
     if split not in records.SPLITS:
         raise AnalysisError(f"split {split!r} is not one of {', '.join(records.SPLITS)}")
-    dirs = [Path(d) for d in exp_dirs]
+    dirs = [records.as_location(d) for d in exp_dirs]
     trials, target = records.select_target(records.load_trials(dirs), target)
     frame = records.tidy_table(trials)
     ablation = tables.ablation_frame(frame, split)

@@ -115,6 +115,7 @@ def _tiny_model(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from omnimer import storage
     from omnimer.config import load_train_config
     from omnimer.train import run_training
 
@@ -126,7 +127,7 @@ def _train(args: argparse.Namespace) -> int:
         f"run {cfg.run.name}: best epoch {record['best_epoch']}, valid macro-F1 "
         f"{(record['valid'] or {}).get('macro_f1', float('nan')):.4f}, "
         f"test macro-F1 {test.get('macro_f1', float('nan')):.4f} "
-        f"-> {Path(cfg.run.output_dir) / cfg.run.name / 'record.json'}\n"
+        f"-> {storage.join(cfg.run.output_dir, cfg.run.name, 'record.json')}\n"
     )
     return 0
 
@@ -208,9 +209,11 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from omnimer.storage import StorageError
+
     try:
         return args.func(args)
-    except ValueError as err:  # config validation: the message quotes the bad value
+    except (ValueError, StorageError) as err:  # config validation: the message quotes the bad value
         sys.stderr.write(f"omnimer {args.command}: {err}\n")
         return 2
 

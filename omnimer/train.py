@@ -14,7 +14,9 @@ Per worker, one explicit loop:
 
 Outputs of ``<run.output_dir>/<run.name>/``: ``record.json``, ``tensorboard/`` (events), and
 ``best_adapter/`` (the LoRA adapter of the epoch with the best valid macro-F1); Ray's own
-checkpoints (adapter + DeepSpeed optimizer state) under ``checkpoint_*``.
+checkpoints (adapter + DeepSpeed optimizer state) under ``checkpoint_*``. ``run.output_dir`` may be
+an object store URI (``s3://bucket/runs``, see :mod:`omnimer.storage`): then rank 0 writes the events
+and the adapter into a local staging dir and uploads them after every epoch.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from omnimer import losses, metrics
+from omnimer import losses, metrics, storage
 from omnimer.collate import AudioFeatureCache, collate, merge_batches, pack_batches, rows_from_numpy
 from omnimer.config import TrainConfig
 from omnimer.labels import LabelSet
@@ -96,11 +98,16 @@ def package_versions() -> dict:
     return {name: metadata.version(name) for name in PACKAGES}
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=float) + "\n", encoding="utf-8")
-    tmp.replace(path)
+def write_json_atomic(path: Path | str, data: dict) -> None:
+    """Write JSON whole: a local file by temp file + rename, an object store URI by one upload."""
+    storage.write_json(path, data)
+
+
+def run_location(cfg: TrainConfig) -> str:
+    """``<run.output_dir>/<run.name>``: an absolute local path, or a URI under an object store."""
+    if storage.is_remote(cfg.run.output_dir):
+        return storage.join(cfg.run.output_dir, cfg.run.name)
+    return str(Path(cfg.run.output_dir).resolve() / cfg.run.name)
 
 
 def label_set_of(info: dict, target: str) -> LabelSet:
@@ -399,12 +406,17 @@ def train_loop_per_worker(config: dict) -> None:
             state = json.loads((Path(ckpt) / STATE_FILE).read_text())
         log.info("rank %d resumed after epoch %d", rank, state["epoch"])
 
-    run_dir = Path(cfg.run.output_dir) / cfg.run.name
+    run_dir = storage.join(cfg.run.output_dir, cfg.run.name)
+    # TensorBoard and peft write local files only: for an object store, rank 0 writes them into a
+    # staging dir of its own and uploads it after every epoch.
+    remote = storage.is_remote(run_dir)
+    staging = Path(tempfile.mkdtemp(prefix=f"omnimer-{cfg.run.name}-")) if remote and rank == 0 else None
+    local_run_dir = staging if staging is not None else Path(run_dir)
     writer = None
     if rank == 0:
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(run_dir / "tensorboard"))
+        writer = SummaryWriter(str(local_run_dir / "tensorboard"))
     evaluator = Evaluator(processor, cfg, labels, verbalizers, first_ids, frame_size)
     aux_weights = losses.aux_weights(cfg.loss)
 
@@ -482,6 +494,8 @@ def train_loop_per_worker(config: dict) -> None:
             )
         if writer is not None:
             _write_epoch_tensorboard(writer, entry, labels, epoch + 1)
+            if staging is not None:
+                storage.upload_dir(staging / "tensorboard", storage.join(run_dir, "tensorboard"))
         with tempfile.TemporaryDirectory() as tmp:
             engine.save_checkpoint(tmp, tag=DS_TAG)
             # ZeRO-3 partitions the adapter too: every rank joins the gather, then rank 0 saves the
@@ -489,7 +503,11 @@ def train_loop_per_worker(config: dict) -> None:
             with _gathered_adapter(engine):
                 if rank == 0:
                     if state["best_epoch"] == epoch + 1:
-                        _save_adapter_atomic(engine.module, run_dir / "best_adapter")
+                        _save_adapter_atomic(engine.module, local_run_dir / "best_adapter")
+                        if staging is not None:
+                            storage.upload_dir(
+                                staging / "best_adapter", storage.join(run_dir, "best_adapter")
+                            )
                     engine.module.save_pretrained(str(Path(tmp) / "adapter"))
                     write_json_atomic(Path(tmp) / STATE_FILE, state)
             ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(tmp))
@@ -501,6 +519,9 @@ def train_loop_per_worker(config: dict) -> None:
             _hparams(cfg), {f"hparam/{k}": v for k, v in final.items() if k.startswith("best_")}
         )
         writer.close()
+        if staging is not None:
+            storage.upload_dir(staging / "tensorboard", storage.join(run_dir, "tensorboard"))
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def _gathered_adapter(engine):
@@ -513,7 +534,7 @@ def _gathered_adapter(engine):
     return deepspeed.zero.GatheredParameters(trainable, modifier_rank=None)
 
 
-def _resilience_drill(run_dir: Path, rank: int, world_size: int, epoch: int) -> None:
+def _resilience_drill(run_dir: str, rank: int, world_size: int, epoch: int) -> None:
     """Kill the last rank's process once, after every rank has reported ``epoch``'s checkpoint.
 
     The barrier makes the kill land between epochs (as a lost node would), and the marker file makes
@@ -521,10 +542,9 @@ def _resilience_drill(run_dir: Path, rank: int, world_size: int, epoch: int) -> 
     """
     if world_size > 1:
         torch.distributed.barrier()
-    marker = run_dir / ".resilience-drill-done"
-    if rank == world_size - 1 and not marker.exists():
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.touch()
+    marker = storage.join(run_dir, ".resilience-drill-done")
+    if rank == world_size - 1 and not storage.exists(marker):
+        storage.write_text(marker, "")
         log.warning("resilience drill: rank %d exits after epoch %d", rank, epoch)
         os._exit(1)
 
@@ -672,6 +692,10 @@ def build_trainer(cfg: TrainConfig, *, callbacks: list | None = None, dataset=No
 
     if dataset is None:
         dataset = load_dataset(Path(cfg.data.path), columns=TRAIN_COLUMNS)
+    output_dir = cfg.run.output_dir
+    storage_path, storage_filesystem = storage.ray_storage(
+        output_dir if storage.is_remote(output_dir) else str(Path(output_dir).resolve())
+    )
     datasets = {DATASET: dataset}
     resources = {"CPU": cfg.train.cpus_per_worker}
     if cfg.train.use_gpu:
@@ -685,7 +709,8 @@ def build_trainer(cfg: TrainConfig, *, callbacks: list | None = None, dataset=No
         ),
         run_config=ray.train.RunConfig(
             name=cfg.run.name,
-            storage_path=str(Path(cfg.run.output_dir).resolve()),
+            storage_path=storage_path,
+            storage_filesystem=storage_filesystem,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
             callbacks=callbacks,
@@ -708,7 +733,7 @@ def run_training(
     """
     info = validate_run(cfg)
     cfg = with_absolute_paths(cfg)
-    run_dir = Path(cfg.run.output_dir).resolve() / cfg.run.name
+    run_dir = run_location(cfg)
     previous = finished_record(cfg)
     if previous is not None:
         log.info("run %s already finished with this config; nothing to do", run_dir)
@@ -729,7 +754,7 @@ def run_training(
     }
     if sweep is not None:
         record["sweep"] = sweep
-    write_json_atomic(run_dir / "record.json", record)
+    write_json_atomic(storage.join(run_dir, "record.json"), record)
     started = time.time()
     trainer = build_trainer(cfg, callbacks=callbacks, dataset=dataset)
     try:
@@ -741,13 +766,13 @@ def run_training(
     if error is not None or result is None:
         record["status"] = "failed"
         record["error"] = f"{type(error).__name__}: {error}"
-        write_json_atomic(run_dir / "record.json", record)
+        write_json_atomic(storage.join(run_dir, "record.json"), record)
         raise RuntimeError(f"training failed: {error}") from error
     with result.checkpoint.as_directory() as ckpt:
         state = json.loads((Path(ckpt) / STATE_FILE).read_text())
     record.update(record_from_state(state))
     record["status"] = "finished"
-    write_json_atomic(run_dir / "record.json", record)
+    write_json_atomic(storage.join(run_dir, "record.json"), record)
     return record
 
 
@@ -758,11 +783,11 @@ def finished_record(cfg: TrainConfig) -> dict | None:
     checkpoints under the same storage path and name, so a different config there would silently
     continue someone else's run. ``cfg`` must have absolute paths (:func:`with_absolute_paths`).
     """
-    run_dir = Path(cfg.run.output_dir).resolve() / cfg.run.name
-    path = run_dir / "record.json"
-    if not path.is_file():
+    run_dir = run_location(cfg)
+    path = storage.join(run_dir, "record.json")
+    if not storage.is_file(path):
         return None
-    previous = json.loads(path.read_text(encoding="utf-8"))
+    previous = storage.read_json(path)
     if previous["config"] != json.loads(json.dumps(cfg.to_dict())):
         raise ValueError(
             f"{run_dir} already holds a run with a different config; choose another run.name "
@@ -785,7 +810,7 @@ def record_from_state(state: dict) -> dict:
 
 
 def close_record(
-    run_dir: Path, status: str, error: str | None = None, replace: tuple[str, ...] = ("running",)
+    run_dir: Path | str, status: str, error: str | None = None, replace: tuple[str, ...] = ("running",)
 ) -> dict | None:
     """Settle the record of a run that Tune ended from outside (early-stopped by ASHA, or errored).
 
@@ -794,15 +819,20 @@ def close_record(
     finished) and set ``status``. Other records are left as they are. Returns the record (None if
     there is none).
     """
-    path = Path(run_dir) / "record.json"
-    if not path.is_file():
+    path = storage.join(run_dir, "record.json")
+    if not storage.is_file(path):
         return None
-    record = json.loads(path.read_text(encoding="utf-8"))
+    record = storage.read_json(path)
     if record["status"] not in replace:
         return record
-    checkpoints = sorted(p for p in Path(run_dir).glob("checkpoint_*") if (p / STATE_FILE).is_file())
+    checkpoints = [
+        storage.join(run_dir, name, STATE_FILE)
+        for name in storage.list_dir(run_dir)
+        if name.startswith("checkpoint_")
+    ]
+    checkpoints = [state for state in checkpoints if storage.is_file(state)]
     if checkpoints:
-        record.update(record_from_state(json.loads((checkpoints[-1] / STATE_FILE).read_text())))
+        record.update(record_from_state(storage.read_json(checkpoints[-1])))
     record["status"] = status
     record.pop("error", None)
     if error is not None:

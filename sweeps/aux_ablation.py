@@ -6,6 +6,13 @@ On a cluster (the working dir travels with the job; omnimer need not be installe
         python sweeps/aux_ablation.py --mode ablation --config sweeps/configs/indomer_7b.yaml \\
         --name indomer-ablation --storage-path /mnt/shared/experiments --seeds 0,1,2
 
+With the experiments in S3 instead (credentials and endpoint from the usual AWS_* variables or the
+nodes' role; an S3-compatible store: AWS_ENDPOINT_URL, or ``?endpoint_override=host:9000&scheme=http``):
+
+    RAY_AUTH_MODE=token ray job submit --runtime-env cluster/runtime_env.yaml --working-dir . -- \\
+        python sweeps/aux_ablation.py --mode ablation --config sweeps/configs/indomer_7b.yaml \\
+        --name indomer-ablation --storage-path s3://my-bucket/experiments --seeds 0,1,2
+
 On a laptop or CI (embedded default: tiny Thinker + synthetic IndoMER-format shards, built on the fly):
 
     python sweeps/aux_ablation.py --mode ablation --smoke-test --name smoke --storage-path runs/sweeps
@@ -21,6 +28,13 @@ The experiment dir is ``<storage-path>/<name>``: Tune's state, ``sweep.json`` (t
 a re-run), ``runs/<run-name>/`` per trial (record.json, tensorboard/, best_adapter/, checkpoints) and,
 for a search, the Optuna study in ``optuna.db``. Re-running the same command resumes the experiment
 (finished trials are kept, the others continue from their last checkpoint).
+
+``--storage-path`` is a local or shared (NFS) directory, or an object store URI (``s3://bucket/prefix``;
+see :mod:`omnimer.storage`). With a URI, the JSON files are written as single objects, Ray gets the
+pyarrow filesystem for Tune's state and the checkpoints, the trials upload their TensorBoard events
+and best adapter from a local staging dir after every epoch, a search keeps its SQLite study on the
+driver's disk (:func:`study_file`) and uploads it to ``<experiment>/optuna.db`` when the sweep ends,
+and ``--smoke-test`` builds its embedded data in a local cache dir (:func:`embedded_root`).
 """
 
 from __future__ import annotations
@@ -44,6 +58,7 @@ if str(REPO) not in sys.path:  # run as a script from a checkout or a Ray job's 
 import yaml  # noqa: E402
 
 import omnimer  # noqa: E402
+from omnimer import storage  # noqa: E402
 from omnimer.config import (  # noqa: E402
     LOSS_SCHEMES,
     TARGETS,
@@ -223,25 +238,28 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def best_of(path: Path) -> dict:
+def best_of(path: Path | str) -> dict:
     """Hyperparameters to reuse: a YAML file of config sections, or the best finished trial (valid
-    macro-F1) of a search experiment dir. Only model, train and loss sections are taken."""
-    if path.is_file():
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    macro-F1) of a search experiment dir (a local dir or a URI). Only model, train and loss sections
+    are taken."""
+    storage.check_location(path)
+    if storage.is_file(path):
+        loaded = yaml.safe_load(storage.read_text(path)) or {}
         if not isinstance(loaded, dict):
             raise SweepError(f"--best-of {path}: expected a mapping of config sections")
         return {k: v for k, v in loaded.items() if k in ("model", "train", "loss")}
-    if not path.is_dir():
+    if not storage.is_dir(path):
         raise SweepError(f"--best-of {path}: no such file or experiment dir")
     best, best_score = None, -math.inf
-    for record_path in sorted((path / "runs").glob("*/record.json")):
-        record = json.loads(record_path.read_text(encoding="utf-8"))
+    runs_dir = storage.join(path, "runs")
+    for record_path in run_records(runs_dir):
+        record = storage.read_json(record_path)
         if record.get("status") not in ("finished", "stopped") or not record.get("valid"):
             continue
         if record["valid"]["macro_f1"] > best_score:
             best, best_score = record, record["valid"]["macro_f1"]
     if best is None:
-        raise SweepError(f"--best-of {path}: no finished trial with valid metrics under {path / 'runs'}")
+        raise SweepError(f"--best-of {path}: no finished trial with valid metrics under {runs_dir}")
     log.info("best-of: %s (valid macro-F1 %.4f)", best["config"]["run"]["name"], best_score)
     config = best["config"]
     keep_train = ("lr", "weight_decay", "warmup_ratio", "batch_size", "grad_accum", "epochs")
@@ -267,12 +285,16 @@ def merge_best(base: dict, best: dict, mode: str) -> dict:
     return values
 
 
-def _storage_dir(text: str) -> Path:
-    if "://" in text:
-        raise SweepError(
-            f"--storage-path {text!r}: only a local or shared (NFS) directory is supported for now; "
-            "mount the bucket (e.g. with s3fs/mountpoint-s3) and pass the mount point"
-        )
+def _storage_dir(text: str) -> str:
+    """The storage root, checked writable: an absolute local path, or an object store URI as given."""
+    try:
+        storage.check_location(text)
+        if storage.is_remote(text):
+            location = text.rstrip("/")
+            storage.check_writable(location)
+            return location
+    except storage.StorageError as err:
+        raise SweepError(f"--storage-path: {err}") from None
     path = Path(text).resolve()
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -283,7 +305,26 @@ def _storage_dir(text: str) -> Path:
         raise SweepError(
             f"--storage-path {text!r} is not writable ({err.strerror}): choose another"
         ) from None
-    return path
+    return str(path)
+
+
+def embedded_root(storage_root: str) -> Path:
+    """Where the smoke test's embedded data lives: ``<storage-path>/_embedded`` for a local storage
+    path; for an object store, a local cache dir (the shards and the model are read with local paths),
+    ``$OMNIMER_CACHE_DIR/embedded`` (default ``~/.cache/omnimer/embedded``)."""
+    if storage.is_remote(storage_root):
+        return storage.cache_dir() / "embedded"
+    return Path(storage_root) / "_embedded"
+
+
+def study_file(experiment_dir: str) -> Path:
+    """The local SQLite file of a search's Optuna study: ``<experiment>/optuna.db`` for a local
+    experiment dir; for an object store, a stable local copy under :func:`omnimer.storage.cache_dir`
+    (uploaded to ``<experiment>/optuna.db`` after the sweep). Stable, because Tune pickles the
+    searcher, and with it this path, into the experiment state that a resumed sweep restores."""
+    if storage.is_remote(experiment_dir):
+        return storage.local_mirror(storage.join(experiment_dir, STUDY_FILE), storage.cache_dir() / "studies")
+    return Path(experiment_dir) / STUDY_FILE
 
 
 def ensure_embedded_default(root: Path) -> tuple[Path, Path]:
@@ -366,7 +407,7 @@ def plan(args: argparse.Namespace) -> dict:
         cfg = load_train_config(config_path, overrides)
         values = cfg.to_dict()
         if args.best_of:
-            values = merge_best(values, best_of(Path(args.best_of)), args.mode)
+            values = merge_best(values, best_of(args.best_of), args.mode)
             cfg = TrainConfig.from_dict(values)
     except (ValueError, TypeError) as err:
         raise SweepError(f"{config_path}: {err}") from None
@@ -377,12 +418,12 @@ def plan(args: argparse.Namespace) -> dict:
                 f"{config_path}: the ablation grid enables each aux task in turn, but loss.aux_weight_"
                 f"{off[0]} is 0; set it to the weight the task should have when enabled (e.g. 0.3)"
             )
-    storage = _storage_dir(args.storage_path)  # last: a refused request creates nothing
+    root = _storage_dir(args.storage_path)  # last: a refused request creates nothing
     return {
         "mode": args.mode,
         "name": args.name,
-        "storage": str(storage),
-        "experiment_dir": str(storage / args.name),
+        "storage": root,
+        "experiment_dir": storage.join(root, args.name),
         "config_path": str(config_path),
         "target": args.target,
         "seeds": seeds,
@@ -392,12 +433,12 @@ def plan(args: argparse.Namespace) -> dict:
     }
 
 
-def check_same_sweep(experiment_dir: Path, sweep: dict) -> bool:
+def check_same_sweep(experiment_dir: Path | str, sweep: dict) -> bool:
     """True if the experiment dir holds this very sweep (to resume); raise if it holds another."""
-    path = experiment_dir / SWEEP_FILE
-    if not path.is_file():
+    path = storage.join(experiment_dir, SWEEP_FILE)
+    if not storage.is_file(path):
         return False
-    previous = json.loads(path.read_text(encoding="utf-8"))
+    previous = storage.read_json(path)
     keys = ("mode", "target", "seeds", "num_samples", "base")
     changed = [k for k in keys if previous.get(k) != json.loads(json.dumps(sweep[k]))]
     if changed:
@@ -412,16 +453,18 @@ def build_tuner(sweep: dict, base: TrainConfig, slots: int, trainable):
     """The Tune layer: grid (ablation) or OptunaSearch + ASHA (search) over :func:`train_driver`."""
     from ray import tune
 
-    experiment_dir = Path(sweep["experiment_dir"])
+    experiment_dir = sweep["experiment_dir"]
     constant = {
         "base": sweep["base"],
         "mode": sweep["mode"],
         "experiment": sweep["name"],
-        "runs_dir": str(experiment_dir / "runs"),
+        "runs_dir": storage.join(experiment_dir, "runs"),
     }
+    storage_path, storage_filesystem = storage.ray_storage(sweep["storage"])
     run_config = tune.RunConfig(
         name=sweep["name"],
-        storage_path=sweep["storage"],
+        storage_path=storage_path,
+        storage_filesystem=storage_filesystem,
         # A trial that fails (a lost node, an OOM) starts again; its Train run resumes from the
         # last checkpoint under runs/<run-name>.
         failure_config=tune.FailureConfig(max_failures=2),
@@ -441,7 +484,7 @@ def build_tuner(sweep: dict, base: TrainConfig, slots: int, trainable):
     from ray.tune.search.optuna import OptunaSearch
 
     base_lr = base.train.lr
-    storage = optuna.storages.RDBStorage(f"sqlite:///{experiment_dir / STUDY_FILE}")
+    study = optuna.storages.RDBStorage(f"sqlite:///{study_file(experiment_dir)}")
     seed = sweep["seeds"][0]
 
     searcher = OptunaSearch(
@@ -451,7 +494,7 @@ def build_tuner(sweep: dict, base: TrainConfig, slots: int, trainable):
         mode="max",
         sampler=optuna.samplers.TPESampler(seed=seed),
         study_name=sweep["name"],
-        storage=storage,
+        storage=study,
     )
     # ASHA compares trials at the same epoch (one Tune iteration per epoch). It also stops every trial
     # that reaches max_t, which would cut a trial off at its last report before its driver writes the
@@ -474,7 +517,12 @@ def build_tuner(sweep: dict, base: TrainConfig, slots: int, trainable):
     return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
 
 
-def settle_records(results, runs_dir: Path, mode: str) -> dict[str, int]:
+def run_records(runs_dir: Path | str) -> list[str]:
+    """The ``record.json`` of every run under ``runs_dir`` (``runs/<run-name>/record.json``), sorted."""
+    return storage.find_files(runs_dir, "record.json", max_depth=1)
+
+
+def settle_records(results, runs_dir: Path | str, mode: str) -> dict[str, int]:
     """After the sweep, settle the records of trials that Tune ended from outside; count per status.
 
     A search trial that Tune ended without an error was stopped by ASHA: its record may still say
@@ -485,13 +533,14 @@ def settle_records(results, runs_dir: Path, mode: str) -> dict[str, int]:
 
     for result in results:
         name = run_name_of(result.config, (result.metrics or {}).get("trial_id"))
+        run_dir = storage.join(runs_dir, name)
         if result.error is not None:
-            close_record(runs_dir / name, "failed", f"{type(result.error).__name__}: {result.error}")
+            close_record(run_dir, "failed", f"{type(result.error).__name__}: {result.error}")
         elif mode == "search":
-            close_record(runs_dir / name, "stopped", replace=("running", "failed"))
+            close_record(run_dir, "stopped", replace=("running", "failed"))
     counts: dict[str, int] = {}
-    for path in sorted(runs_dir.glob("*/record.json")):
-        record = close_record(path.parent, "failed", "the trial ended before its run finished")
+    for path in run_records(runs_dir):
+        record = close_record(storage.parent(path), "failed", "the trial ended before its run finished")
         counts[record["status"]] = counts.get(record["status"], 0) + 1
     return counts
 
@@ -504,13 +553,13 @@ def run_name_of(params: dict, trial_id: str | None) -> str:
     return f"trial-{trial_id}"
 
 
-def summary_table(runs_dir: Path, target: str) -> str:
+def summary_table(runs_dir: Path | str, target: str) -> str:
     """Plain per-subset mean ± std of test macro-F1 over seeds (the analysis package adds the rest)."""
     import numpy as np
 
     cells: dict[str, list[float]] = {}
-    for path in sorted(runs_dir.glob("*/record.json")):
-        record = json.loads(path.read_text(encoding="utf-8"))
+    for path in run_records(runs_dir):
+        record = storage.read_json(path)
         if record["status"] != "finished" or record["config"]["data"]["target"] != target:
             continue
         subset = subset_name(record["sweep"]["subset"])
@@ -543,42 +592,68 @@ def run_sweep(sweep: dict):
     """Start or resume the sweep on the connected Ray cluster; returns Tune's ResultGrid."""
     from ray import tune
 
-    experiment_dir = Path(sweep["experiment_dir"])
+    experiment_dir = sweep["experiment_dir"]
+    remote = storage.is_remote(experiment_dir)
     base = TrainConfig.from_dict(sweep["base"])
     slots, driver_resources = cluster_slots(base)
     log.info("%s sweep %s: %d trial(s) at a time", sweep["mode"], experiment_dir, slots)
     started = time.time()
     trainable = make_trainable(base, driver_resources)
-    resuming = check_same_sweep(experiment_dir, sweep) and tune.Tuner.can_restore(str(experiment_dir))
-    experiment_dir.mkdir(parents=True, exist_ok=True)
+    experiment_path, experiment_filesystem = storage.ray_storage(experiment_dir)
+    resuming = check_same_sweep(experiment_dir, sweep) and tune.Tuner.can_restore(
+        experiment_path, storage_filesystem=experiment_filesystem
+    )
+    if not remote:
+        Path(experiment_dir).mkdir(parents=True, exist_ok=True)
+    if remote and sweep["mode"] == "search":
+        _fetch_study(experiment_dir, resuming)
     if resuming:
         log.info("resuming %s: finished trials are kept, the others continue", experiment_dir)
         tuner = tune.Tuner.restore(
-            str(experiment_dir),
+            experiment_path,
             trainable=trainable,
             resume_unfinished=True,
             restart_errored=True,
+            storage_filesystem=experiment_filesystem,
         )
     else:
-        from omnimer.train import write_json_atomic
-
-        write_json_atomic(experiment_dir / SWEEP_FILE, sweep)
+        storage.write_json(storage.join(experiment_dir, SWEEP_FILE), sweep)
         tuner = build_tuner(sweep, base, slots, trainable)
-    results = tuner.fit()
+    try:
+        results = tuner.fit()
+    finally:
+        if remote and sweep["mode"] == "search" and study_file(experiment_dir).is_file():
+            # Also when the sweep is interrupted: a resume on another machine starts from this copy.
+            storage.upload_file(study_file(experiment_dir), storage.join(experiment_dir, STUDY_FILE))
     _append_timing(experiment_dir, started, slots, resuming)
     return results
 
 
-def _append_timing(experiment_dir: Path, started: float, slots: int, resumed: bool) -> None:
-    """One entry per invocation in ``timings.json`` (wall time and slots: the sweep's efficiency)."""
-    from omnimer.train import write_json_atomic
+def _fetch_study(experiment_dir: str, resuming: bool) -> None:
+    """Before a search on an object store: the local copy of its Optuna study, as the sweep needs it.
 
-    path = experiment_dir / TIMINGS_FILE
-    timings = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+    A new sweep starts from no study (a stale local copy is removed). A resumed one keeps a local copy
+    this machine already has (it is at least as new as the uploaded one, which is written after the
+    sweep), else downloads ``<experiment>/optuna.db``.
+    """
+    local = study_file(experiment_dir)
+    remote_copy = storage.join(experiment_dir, STUDY_FILE)
+    if not resuming:
+        local.unlink(missing_ok=True)
+    elif not local.is_file() and storage.is_file(remote_copy):
+        log.info("fetching the Optuna study %s to %s", remote_copy, local)
+        storage.download_file(remote_copy, local)
+    local.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _append_timing(experiment_dir: Path | str, started: float, slots: int, resumed: bool) -> None:
+    """One entry per invocation in ``timings.json`` (wall time and slots: the sweep's efficiency)."""
+    path = storage.join(experiment_dir, TIMINGS_FILE)
+    timings = storage.read_json(path) if storage.is_file(path) else []
     timings.append(
         {"started": started, "wall_seconds": time.time() - started, "slots": slots, "resumed": resumed}
     )
-    write_json_atomic(path, timings)
+    storage.write_json(path, timings)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -589,7 +664,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mode", required=True, help="ablation (2³ aux subsets × seeds) or search")
     parser.add_argument("--config", help="train config YAML (sweeps/configs/*.yaml)")
     parser.add_argument("--name", required=True, help="experiment name: <storage-path>/<name>")
-    parser.add_argument("--storage-path", required=True, help="local or shared (NFS) dir of experiments")
+    parser.add_argument(
+        "--storage-path", required=True, help="dir of experiments: local, shared (NFS) or s3://bucket/prefix"
+    )
     parser.add_argument("--target", default="emotion", help="emotion or sentiment")
     parser.add_argument("--seeds", default="0,1", help="comma-separated seeds (ablation: grid axis)")
     parser.add_argument("--num-samples", type=int, default=16, help="search: number of Optuna trials")
@@ -613,7 +690,7 @@ def main(argv: list[str] | None = None) -> int:
         _init_ray(args.num_cpus)
         cluster_slots(TrainConfig.from_dict(sweep["base"]))  # refuse a trial the cluster cannot hold
         if args.smoke_test:
-            shards, model = ensure_embedded_default(Path(sweep["storage"]) / "_embedded")
+            shards, model = ensure_embedded_default(embedded_root(sweep["storage"]))
             sweep["base"] = apply_overrides(
                 sweep["base"], [f"data.path={shards}", f"model.name_or_path={model}"]
             )
@@ -626,10 +703,10 @@ def main(argv: list[str] | None = None) -> int:
     except SweepError as err:
         sys.stderr.write(f"aux_ablation: {err}\n")
         return 2
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, storage.StorageError) as err:
         sys.stderr.write(f"aux_ablation: {err}\n")
         return 2
-    runs_dir = Path(sweep["experiment_dir"]) / "runs"
+    runs_dir = storage.join(sweep["experiment_dir"], "runs")
     counts = settle_records(results, runs_dir, sweep["mode"])
     sys.stdout.write(
         f"experiment {sweep['experiment_dir']}: "

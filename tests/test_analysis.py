@@ -537,3 +537,26 @@ def test_cli_writes_one_file_per_table(ablation_dir: Path, tmp_path: Path, capsy
     assert names == ["ablation.tex", "attribution.tex", "per_class_f1.tex"]
     assert main(["tables", str(ablation_dir), "--table", "search_summary"]) == 2
     assert "has no search_summary table" in capsys.readouterr().err
+
+
+def test_tables_read_an_experiment_in_a_bucket_as_they_read_a_local_one(
+    ablation_dir: Path, search_dir: Path, s3_bucket: str, capsys
+) -> None:
+    from omnimer import storage
+
+    for local in (ablation_dir, search_dir):
+        storage.upload_dir(local, f"s3://{s3_bucket}/experiments/{local.name}")
+    for local in (ablation_dir, search_dir):
+        assert main(["tables", str(local)]) == 0
+        expected = capsys.readouterr().out
+        assert main(["tables", f"s3://{s3_bucket}/experiments/{local.name}/"]) == 0
+        assert capsys.readouterr().out == expected
+    experiment = analyse([f"s3://{s3_bucket}/experiments/search"])
+    assert experiment.name == "search" and len(experiment.study.trials) == len(SEARCH_SPACE)
+    paths = set(experiment.frame["record_path"])
+    assert f"s3://{s3_bucket}/experiments/search/runs/trial_0/record.json" in paths
+    assert set(experiment.frame["run_name"]) >= {"trial_0", "trial_failed"}
+    assert main(["tables", f"s3://{s3_bucket}/experiments/absent"]) == 2
+    assert f"s3://{s3_bucket}/experiments/absent: no such experiment dir" in capsys.readouterr().err
+    assert main(["tables", "ftp://host/exp"]) == 2
+    assert "unknown storage scheme 'ftp://'" in capsys.readouterr().err

@@ -82,7 +82,7 @@ def launch_command(path: Path) -> str:
 
 
 def is_shared(location: str) -> bool:
-    """Whether every node of the shipped clusters sees ``location`` (the sweep takes no ``s3://``)."""
+    """Whether every node of the shipped clusters sees ``location`` on the shared mount."""
     return location == SHARED_MOUNT or location.startswith(SHARED_MOUNT + "/")
 
 
@@ -164,8 +164,9 @@ def check_cluster_sweep_command(command: str) -> argparse.Namespace:
     """A sweep submitted to a cluster: the interface's flags, a config that exists, shared storage."""
     kind, args = parse_launch(command)
     assert kind == "sweep", f"a cluster job runs {SWEEP_SCRIPT}, not {command!r}"
-    assert is_shared(args.storage_path), (
-        f"--storage-path {args.storage_path} is not under {SHARED_MOUNT}: trials on every "
+    # An S3 prefix is shared too (only the experiments: the data stays on the mount).
+    assert is_shared(args.storage_path) or args.storage_path.startswith("s3://"), (
+        f"--storage-path {args.storage_path} is not under {SHARED_MOUNT} nor in S3: trials on every "
         "node write their dirs there"
     )
     return args
@@ -182,6 +183,7 @@ def test_launch_command_parser_refuses_what_the_interface_does_not_allow():
         parse_launch(good + " --storage-path d train.epoch=2")
     with pytest.raises(AssertionError, match="not under /mnt/shared"):
         check_cluster_sweep_command(good + " --storage-path runs/x")
+    assert check_cluster_sweep_command(good + " --storage-path s3://bucket/experiments").name == "n"
 
 
 # ------------------------------------------------------------------------------ sweep configs

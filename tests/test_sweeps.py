@@ -154,8 +154,63 @@ def test_an_unwritable_storage_path_is_refused(tmp_path, capsys):
         str(blocker / "exp"),
     ]
     assert f"--storage-path '{blocker / 'exp'}' is not writable" in refusal(capsys, argv)
-    argv[-1] = "s3://bucket/experiments"
-    assert "only a local or shared (NFS) directory is supported" in refusal(capsys, argv)
+    argv[-1] = "ftp://host/experiments"
+    err = refusal(capsys, argv)
+    assert "--storage-path: 'ftp://host/experiments': unknown storage scheme 'ftp://'" in err
+    assert "or a URI of s3://, gs://" in err
+
+
+def plan_argv(storage_path: str, *extra: str) -> list[str]:
+    return [
+        "--mode",
+        "ablation",
+        "--config",
+        str(DEMO),
+        "--name",
+        "x",
+        "--storage-path",
+        storage_path,
+        *extra,
+    ]
+
+
+def test_an_s3_storage_path_puts_the_experiment_in_the_bucket(s3_bucket, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    planned = sweep.plan(sweep.build_parser().parse_args(plan_argv(f"s3://{s3_bucket}/experiments/")))
+    assert planned["storage"] == f"s3://{s3_bucket}/experiments"
+    assert planned["experiment_dir"] == f"s3://{s3_bucket}/experiments/x"
+    assert list(tmp_path.iterdir()) == []  # nothing local: no "s3:" dir
+    # The smoke test's data and a search's study stay local, under OMNIMER_CACHE_DIR.
+    cache = tmp_path / "omnimer-cache"
+    assert sweep.embedded_root(planned["storage"]) == cache / "embedded"
+    assert (
+        sweep.study_file(planned["experiment_dir"])
+        == cache / "studies/s3" / s3_bucket / "experiments/x/optuna.db"
+    )
+    assert sweep.embedded_root(str(tmp_path / "exp")) == tmp_path / "exp" / "_embedded"
+    assert sweep.study_file(str(tmp_path / "exp" / "x")) == tmp_path / "exp" / "x" / "optuna.db"
+
+
+def test_an_s3_storage_path_that_cannot_be_written_is_refused(s3_bucket, capsys):
+    err = refusal(capsys, plan_argv("s3://no-such-bucket/experiments"))
+    assert "--storage-path: s3://no-such-bucket/experiments/.write-probe-" in err
+    assert "cannot be written" in err and "that the bucket exists" in err
+
+
+def test_the_same_sweep_is_recognised_in_a_bucket(s3_bucket):
+    from omnimer import storage
+
+    planned = {"mode": "ablation", "target": "emotion", "seeds": [0], "num_samples": None, "base": {"a": 1}}
+    experiment = f"s3://{s3_bucket}/experiments/abl"
+    assert not sweep.check_same_sweep(experiment, planned)
+    storage.write_json(storage.join(experiment, sweep.SWEEP_FILE), planned)
+    assert sweep.check_same_sweep(experiment, planned)
+    with pytest.raises(sweep.SweepError, match=r"different seeds; re-run the original command"):
+        sweep.check_same_sweep(experiment, {**planned, "seeds": [1]})
+    sweep._append_timing(experiment, 0.0, 2, False)
+    sweep._append_timing(experiment, 1.0, 2, True)
+    timings = storage.read_json(storage.join(experiment, sweep.TIMINGS_FILE))
+    assert [t["resumed"] for t in timings] == [False, True]
 
 
 def test_a_missing_config_file_is_refused(tmp_path, capsys):
@@ -240,3 +295,28 @@ def test_close_record_takes_the_newest_checkpoint_and_keeps_finished_records(tmp
     (run / "record.json").write_text(json.dumps({"status": "finished"}))
     assert close_record(run, "failed", "late")["status"] == "finished"
     assert close_record(tmp_path / "absent", "failed") is None
+
+
+def test_close_record_and_the_summary_read_runs_in_a_bucket(s3_bucket):
+    from omnimer import storage
+    from omnimer.train import STATE_FILE, close_record
+
+    runs = f"s3://{s3_bucket}/exp/runs"
+    history = [{"epoch": e, "valid": {"macro_f1": 0.1 * e}, "test": {"macro_f1": 0.2}} for e in (1, 2)]
+    for stamp, epochs in (("2026-01-01_00-00-01", 1), ("2026-01-01_00-00-02", 2)):
+        state = {"history": history[:epochs], "best_epoch": epochs, "device_seconds": 2.0 * epochs}
+        storage.write_json(storage.join(runs, "none-seed0", f"checkpoint_{stamp}", STATE_FILE), state)
+    record = {
+        "status": "running",
+        "config": {"data": {"target": "emotion"}},
+        "sweep": {"subset": dict.fromkeys(sweep.AUX_TASKS, False)},
+    }
+    storage.write_json(storage.join(runs, "none-seed0", "record.json"), record)
+    assert sweep.run_records(runs) == [f"{runs}/none-seed0/record.json"]
+    assert sweep.settle_records([], runs, "ablation") == {"failed": 1}
+    closed = storage.read_json(storage.join(runs, "none-seed0", "record.json"))
+    assert (closed["status"], closed["best_epoch"], len(closed["epochs"])) == ("failed", 2, 2)
+    assert closed["error"] == "the trial ended before its run finished"
+    storage.write_json(storage.join(runs, "none-seed0", "record.json"), {**closed, "status": "finished"})
+    assert "| none | 0.2000 ± 0.0000 | 1 |" in sweep.summary_table(runs, "emotion")
+    assert close_record(storage.join(runs, "absent"), "failed") is None
