@@ -143,16 +143,7 @@ def test_refusals_before_any_trial(tmp_path, capsys):
 def test_an_unwritable_storage_path_is_refused(tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    argv = [
-        "--mode",
-        "ablation",
-        "--config",
-        str(DEMO),
-        "--name",
-        "x",
-        "--storage-path",
-        str(blocker / "exp"),
-    ]
+    argv = plan_argv(str(blocker / "exp"))
     assert f"--storage-path '{blocker / 'exp'}' is not writable" in refusal(capsys, argv)
     argv[-1] = "ftp://host/experiments"
     err = refusal(capsys, argv)

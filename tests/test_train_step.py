@@ -67,10 +67,8 @@ def fresh_model(path, seed=0):
     return model
 
 
-def test_collate_labels_only_the_answer(tiny):
-    _, processor = tiny
-    rows = make_rows(3)
-    convs = build_task_batches(
+def every_task(rows: list[dict]) -> dict:
+    return build_task_batches(
         rows,
         "emotion",
         INDOMER_EMOTION,
@@ -78,6 +76,12 @@ def test_collate_labels_only_the_answer(tiny):
         "id",
         {"aux_text": 1, "aux_face": 1, "aux_prosody": 1},
     )
+
+
+def test_collate_labels_only_the_answer(tiny):
+    _, processor = tiny
+    rows = make_rows(3)
+    convs = every_task(rows)
     media = {r["clip_id"]: r for r in rows}
     main = collate(processor, convs[MAIN], media, frame_size=SIZE)
     tokenizer = processor.tokenizer
@@ -217,14 +221,7 @@ def test_packed_aux_tasks_give_the_losses_and_gradients_of_separate_forwards(tin
     path, processor = tiny
     rows = make_rows(3)
     media = {r["clip_id"]: r for r in rows}
-    convs = build_task_batches(
-        rows,
-        "emotion",
-        INDOMER_EMOTION,
-        INDOMER_EMOTION.verbalizers,
-        "id",
-        {"aux_text": 1, "aux_face": 1, "aux_prosody": 1},
-    )
+    convs = every_task(rows)
     aux = [
         collate(processor, convs[t], media, frame_size=SIZE) for t in ("aux_text", "aux_face", "aux_prosody")
     ]
