@@ -322,34 +322,29 @@ def check_writable(location: Location) -> None:
 # ------------------------------------------------------------------------------------ copying
 
 
-def upload_dir(local_dir: Location, location: Location) -> None:
-    """Copy a local directory's files under a location (files already there with other names stay)."""
-    filesystem, path = resolve(location)
-    try:
-        pafs.copy_files(
-            str(Path(local_dir).resolve()),
-            path,
-            source_filesystem=pafs.LocalFileSystem(),
-            destination_filesystem=filesystem,
-        )
-    except OSError as err:
-        raise _failed(location, f"upload {os.fspath(local_dir)} there", err) from None
-
-
-def upload_file(local_file: Location, location: Location) -> None:
-    """Copy one local file to a location (one object on an object store)."""
+def _upload(local: Location, location: Location) -> None:
     filesystem, path = resolve(location)
     if not is_remote(location):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     try:
         pafs.copy_files(
-            str(Path(local_file).resolve()),
+            str(Path(local).resolve()),
             path,
             source_filesystem=pafs.LocalFileSystem(),
             destination_filesystem=filesystem,
         )
     except OSError as err:
-        raise _failed(location, f"upload {os.fspath(local_file)} there", err) from None
+        raise _failed(location, f"upload {os.fspath(local)} there", err) from None
+
+
+def upload_dir(local_dir: Location, location: Location) -> None:
+    """Copy a local directory's files under a location (files already there with other names stay)."""
+    _upload(local_dir, location)
+
+
+def upload_file(local_file: Location, location: Location) -> None:
+    """Copy one local file to a location (one object on an object store)."""
+    _upload(local_file, location)
 
 
 def download_file(location: Location, local_file: Location) -> None:

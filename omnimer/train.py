@@ -98,11 +98,6 @@ def package_versions() -> dict:
     return {name: metadata.version(name) for name in PACKAGES}
 
 
-def write_json_atomic(path: Path | str, data: dict) -> None:
-    """Write JSON whole: a local file by temp file + rename, an object store URI by one upload."""
-    storage.write_json(path, data)
-
-
 def run_location(cfg: TrainConfig) -> str:
     """``<run.output_dir>/<run.name>``: an absolute local path, or a URI under an object store."""
     if storage.is_remote(cfg.run.output_dir):
@@ -509,7 +504,7 @@ def train_loop_per_worker(config: dict) -> None:
                                 staging / "best_adapter", storage.join(run_dir, "best_adapter")
                             )
                     engine.module.save_pretrained(str(Path(tmp) / "adapter"))
-                    write_json_atomic(Path(tmp) / STATE_FILE, state)
+                    storage.write_json(Path(tmp) / STATE_FILE, state)
             ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(tmp))
         if cfg.train.fail_at_epoch == epoch + 1:
             _resilience_drill(run_dir, rank, world_size, epoch + 1)
@@ -754,7 +749,7 @@ def run_training(
     }
     if sweep is not None:
         record["sweep"] = sweep
-    write_json_atomic(storage.join(run_dir, "record.json"), record)
+    storage.write_json(storage.join(run_dir, "record.json"), record)
     started = time.time()
     trainer = build_trainer(cfg, callbacks=callbacks, dataset=dataset)
     try:
@@ -766,13 +761,13 @@ def run_training(
     if error is not None or result is None:
         record["status"] = "failed"
         record["error"] = f"{type(error).__name__}: {error}"
-        write_json_atomic(storage.join(run_dir, "record.json"), record)
+        storage.write_json(storage.join(run_dir, "record.json"), record)
         raise RuntimeError(f"training failed: {error}") from error
     with result.checkpoint.as_directory() as ckpt:
         state = json.loads((Path(ckpt) / STATE_FILE).read_text())
     record.update(record_from_state(state))
     record["status"] = "finished"
-    write_json_atomic(storage.join(run_dir, "record.json"), record)
+    storage.write_json(storage.join(run_dir, "record.json"), record)
     return record
 
 
@@ -837,5 +832,5 @@ def close_record(
     record.pop("error", None)
     if error is not None:
         record["error"] = error
-    write_json_atomic(path, record)
+    storage.write_json(path, record)
     return record

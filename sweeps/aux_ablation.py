@@ -46,7 +46,6 @@ import itertools
 import json
 import logging
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -297,10 +296,7 @@ def _storage_dir(text: str) -> str:
         raise SweepError(f"--storage-path: {err}") from None
     path = Path(text).resolve()
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-probe-{os.getpid()}"
-        probe.write_text("ok")
-        probe.unlink()
+        storage.check_writable(path)
     except OSError as err:
         raise SweepError(
             f"--storage-path {text!r} is not writable ({err.strerror}): choose another"
