@@ -32,8 +32,9 @@ DEMO_MODEL := $(DEMO_DIR)/tiny-model
 DEMO_EXPERIMENT := $(DEMO_DIR)/sweeps/demo
 
 # The main job on the embedded default: the aux-task ablation sweep (2³ subsets × 2 seeds) on a local
-# Ray, then its table and Shapley summary, and the report with plots. A second `make demo` resumes
-# the sweep and re-runs no finished trial.
+# Ray, which ends by printing the ablation table and the Shapley lines (those of `python -m analysis
+# summary`); then the report with plots. A second `make demo` resumes the sweep and re-runs no
+# finished trial.
 DEMO_SWEEP = $(PY) sweeps/aux_ablation.py --mode ablation --config sweeps/configs/demo.yaml --name demo \
 	--storage-path $(DEMO_DIR)/sweeps --seeds 0,1 data.path=$(DEMO_SHARDS) model.name_or_path=$(DEMO_MODEL)
 
@@ -41,7 +42,6 @@ demo: venv $(DEMO_SHARDS)/dataset.json $(DEMO_MODEL)/config.json
 	$(OMNIMER) inspect $(DEMO_SHARDS)
 	$(DEMO_SWEEP)
 	$(PY) -m analysis report $(DEMO_EXPERIMENT) --out $(DEMO_DIR)/report
-	$(PY) -m analysis summary $(DEMO_EXPERIMENT)
 
 $(DEMO_MODEL)/config.json: | venv
 	$(OMNIMER) tiny-model --out $(DEMO_MODEL)

@@ -32,13 +32,15 @@ from analysis.report import (
     write_tables,
 )
 from analysis.tables import FORMATS
+from omnimer import storage
 
 TABLE_NAMES = ("all", "ablation", "attribution", "per_class_f1", "search_summary")
 
 
 def _exp_dir(text: str) -> Path | str:
-    """An EXP_DIR argument: a local path stays a Path; a URI stays a string (Path would fold its ``//``)."""
-    return text if "://" in text else Path(text)
+    """An EXP_DIR argument: an object store URI stays a string (Path would fold its ``//``); a local
+    path or ``file://`` URI becomes a Path."""
+    return text if storage.is_remote(text) else storage.local_path(text)
 
 
 def _common(parser: argparse.ArgumentParser, several: bool = True) -> None:

@@ -125,7 +125,8 @@ def missing_messages(experiment: Experiment) -> list[str]:
         return []
     messages = [
         f"no finished trial for subset(s) {', '.join(missing)} in {experiment.name}: their rows are empty "
-        "and the attribution is unavailable until every subset has one (re-running the sweep resumes it)"
+        "and the attribution is unavailable until every subset has one (re-running the sweep resumes it; a "
+        "sweep run with --subsets: run the others under another --name and pass both experiment dirs)"
     ]
     rows = tables.ablation_rows(experiment.frame, experiment.split)
     for name in missing:

@@ -667,9 +667,10 @@ def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
         ),
         run=dataclasses.replace(
             cfg.run,
+            # An object store URI stays one; a local path (or file:// URI) becomes an absolute path.
             output_dir=cfg.run.output_dir
-            if "://" in cfg.run.output_dir
-            else str(Path(cfg.run.output_dir).resolve()),
+            if storage.is_remote(cfg.run.output_dir)
+            else str(storage.local_path(cfg.run.output_dir).resolve()),
         ),
     )
 

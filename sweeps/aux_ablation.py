@@ -112,6 +112,32 @@ def all_subsets() -> list[dict[str, bool]]:
     return sorted(subsets, key=lambda s: (sum(s.values()), [not s[t] for t in AUX_TASKS]))
 
 
+def parse_subsets(text: str | None) -> list[str]:
+    """``--subsets``: the names of the ablation cells to run, in lattice order (all 8 without it).
+
+    Each item is ``none``, ``all`` or a ``+``-joined list of text, face, prosody (``text+prosody``).
+    """
+    names = [subset_name(s) for s in all_subsets()]
+    if text is None:
+        return names
+    items = [part.strip().lower() for part in text.split(",") if part.strip()]
+    if not items:
+        raise SweepError(f"--subsets {text!r} is empty: give e.g. none,text,all")
+    chosen = set()
+    for item in items:
+        tasks = set(AUX_TASKS) if item == "all" else set() if item == "none" else set(item.split("+"))
+        unknown = sorted(tasks - set(AUX_TASKS))
+        if unknown:
+            raise SweepError(
+                f"--subsets: {item!r} is not none, all or a '+'-joined list of {', '.join(AUX_TASKS)} "
+                f"(unknown: {', '.join(unknown)}); e.g. none,text+prosody,all"
+            )
+        chosen.add(subset_name({t: t in tasks for t in AUX_TASKS}))
+    if len(chosen) != len(items):
+        raise SweepError(f"--subsets {text!r} names a subset twice")
+    return [name for name in names if name in chosen]
+
+
 def ablation_overrides(base: dict, subset: dict[str, bool], seed: int) -> dict:
     """The trial config of one ablation cell: a disabled task gets λ = 0, an enabled one keeps its λ."""
     values = copy.deepcopy(base)
@@ -386,6 +412,9 @@ def plan(args: argparse.Namespace) -> dict:
     if args.target not in TARGETS:
         raise SweepError(f"--target {args.target!r} is not one of {', '.join(TARGETS)}")
     seeds = parse_seeds(args.seeds)
+    if args.subsets is not None and args.mode != "ablation":
+        raise SweepError("--subsets picks cells of the ablation grid; it has no meaning with --mode search")
+    subsets = parse_subsets(args.subsets)
     if args.num_samples < 1:
         raise SweepError(f"--num-samples must be >= 1, got {args.num_samples}")
     if not args.name or "/" in args.name:
@@ -423,6 +452,7 @@ def plan(args: argparse.Namespace) -> dict:
         "config_path": str(config_path),
         "target": args.target,
         "seeds": seeds,
+        "subsets": subsets if args.mode == "ablation" else None,
         "num_samples": args.num_samples if args.mode == "search" else None,
         "smoke_test": bool(args.smoke_test),
         "base": values,
@@ -435,7 +465,9 @@ def check_same_sweep(experiment_dir: Path | str, sweep: dict) -> bool:
     if not storage.is_file(path):
         return False
     previous = storage.read_json(path)
-    keys = ("mode", "target", "seeds", "num_samples", "base")
+    if previous.get("mode") == "ablation" and "subsets" not in previous:  # written before --subsets
+        previous["subsets"] = parse_subsets(None)
+    keys = ("mode", "target", "seeds", "subsets", "num_samples", "base")
     changed = [k for k in keys if previous.get(k) != json.loads(json.dumps(sweep[k]))]
     if changed:
         raise SweepError(
@@ -469,7 +501,9 @@ def build_tuner(sweep: dict, base: TrainConfig, slots: int, trainable):
     if sweep["mode"] == "ablation":
         param_space = {
             **constant,
-            "subset": tune.grid_search([[s[t] for t in AUX_TASKS] for s in all_subsets()]),
+            "subset": tune.grid_search(
+                [[s[t] for t in AUX_TASKS] for s in all_subsets() if subset_name(s) in sweep["subsets"]]
+            ),
             "seed": tune.grid_search(sweep["seeds"]),
         }
         tune_config = tune.TuneConfig(max_concurrent_trials=slots, reuse_actors=False)
@@ -549,27 +583,15 @@ def run_name_of(params: dict, trial_id: str | None) -> str:
     return f"trial-{trial_id}"
 
 
-def summary_table(runs_dir: Path | str, target: str) -> str:
-    """Plain per-subset mean ± std of test macro-F1 over seeds (the analysis package adds the rest)."""
-    import numpy as np
+def ablation_summary(experiment_dir: str, target: str) -> str:
+    """The analysis package's ablation table and Shapley lines (``python -m analysis summary``)."""
+    from analysis.records import AnalysisError
+    from analysis.report import ablation_summary as summary
 
-    cells: dict[str, list[float]] = {}
-    for path in run_records(runs_dir):
-        record = storage.read_json(path)
-        if record["status"] != "finished" or record["config"]["data"]["target"] != target:
-            continue
-        subset = subset_name(record["sweep"]["subset"])
-        cells.setdefault(subset, []).append(record["test"]["macro_f1"])
-    lines = [f"| aux tasks | test macro-F1 ({target}) | n |", "|---|---|---|"]
-    for subset in all_subsets():
-        values = cells.get(subset_name(subset), [])
-        if values:
-            std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-            cell = f"{np.mean(values):.4f} ± {std:.4f}"
-        else:
-            cell = "–"
-        lines.append(f"| {subset_name(subset)} | {cell} | {len(values)} |")
-    return "\n".join(lines)
+    try:
+        return summary([experiment_dir], target)
+    except AnalysisError as err:  # the trials' results stand; only the table cannot be made
+        return f"no ablation table: {err}\n"
 
 
 def make_trainable(base: TrainConfig, driver_resources: dict):
@@ -665,6 +687,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--target", default="emotion", help="emotion or sentiment")
     parser.add_argument("--seeds", default="0,1", help="comma-separated seeds (ablation: grid axis)")
+    parser.add_argument(
+        "--subsets",
+        help="ablation: only these cells of the grid, e.g. none,text,all (default: all 8 subsets)",
+    )
     parser.add_argument("--num-samples", type=int, default=16, help="search: number of Optuna trials")
     parser.add_argument("--best-of", help="search experiment dir or YAML whose hyperparameters to reuse")
     parser.add_argument(
@@ -710,7 +736,7 @@ def main(argv: list[str] | None = None) -> int:
         + "\n"
     )
     if sweep["mode"] == "ablation":
-        sys.stdout.write(summary_table(runs_dir, sweep["target"]) + "\n")
+        sys.stdout.write(ablation_summary(sweep["experiment_dir"], sweep["target"]))
     errors = [r for r in results if r.error is not None]
     return 1 if errors else 0
 

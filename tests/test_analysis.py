@@ -560,3 +560,10 @@ def test_tables_read_an_experiment_in_a_bucket_as_they_read_a_local_one(
     assert f"s3://{s3_bucket}/experiments/absent: no such experiment dir" in capsys.readouterr().err
     assert main(["tables", "ftp://host/exp"]) == 2
     assert "unknown storage scheme 'ftp://'" in capsys.readouterr().err
+
+
+def test_a_file_uri_reads_as_the_local_dir(ablation_dir: Path, capsys) -> None:
+    assert main(["tables", str(ablation_dir)]) == 0
+    expected = capsys.readouterr().out
+    assert main(["tables", ablation_dir.as_uri()]) == 0
+    assert capsys.readouterr().out == expected

@@ -85,9 +85,13 @@ def test_ablation_smoke_runs_the_grid_once(storage, env):
         assert len(record["epochs"]) == 2 and 0 <= record["test"]["macro_f1"] <= 1
         assert list((experiment / "runs" / name / "tensorboard").glob("events.out.tfevents.*"))
     assert "8 finished" in first.stdout
-    table = [line for line in first.stdout.splitlines() if line.startswith("| ")]
-    assert len(table) == 9  # header and the 8 subsets
-    assert table[1].startswith("| none | ") and table[-1].startswith("| text+face+prosody")
+    # The closing summary is the analysis package's: the ablation table, then the Shapley lines.
+    assert "Aux-task ablation of abl (emotion, test split; trials: 8 finished)" in first.stdout
+    rows = [
+        line for line in first.stdout.splitlines() if re.match(r"\| [✓✗] \| [✓✗] \| [✓✗] \| 1 \| 0 \|", line)
+    ]
+    assert len(rows) == 8 and rows[0].startswith("| ✗ | ✗ | ✗ |") and rows[-1].startswith("| ✓ | ✓ | ✓ |")
+    assert re.search(r"^  prosody  Shapley [+-]\d\.\d{3}", first.stdout, re.MULTILINE)
 
     again = sweep(args, env)
     assert "8 finished" in again.stdout
@@ -297,10 +301,22 @@ def test_ablation_smoke_on_s3_writes_every_output_to_the_bucket(s3_bucket, env, 
         env, **{k: os.environ[k] for k in (*names, "AWS_EC2_METADATA_DISABLED", "OMNIMER_CACHE_DIR")}
     )
     experiment = f"s3://{s3_bucket}/exp/s3smoke"
-    args = ["--mode", "ablation", "--smoke-test", "--seeds", "0", "--name", "s3smoke"]
+    # Two cells of the grid (--subsets): the storage path is what this test is about.
+    args = [
+        "--mode",
+        "ablation",
+        "--smoke-test",
+        "--seeds",
+        "0",
+        "--subsets",
+        "none,all",
+        "--name",
+        "s3smoke",
+    ]
     args += ["--storage-path", f"s3://{s3_bucket}/exp"]
     first = sweep(args, s3_env)
-    assert f"experiment {experiment}: 8 finished" in first.stdout
+    assert f"experiment {experiment}: 2 finished" in first.stdout
+    assert "no finished trial for subset(s) text, face, prosody, text+face" in first.stdout
     # The embedded data went to the local cache dir, not to the bucket nor to a local "s3:" dir.
     assert (tmp_path / "omnimer-cache" / "embedded" / "shards" / "dataset.json").is_file()
     assert not (REPO / "s3:").exists()
@@ -313,19 +329,19 @@ def test_ablation_smoke_on_s3_writes_every_output_to_the_bucket(s3_bucket, env, 
     stored = objects()
     assert {"sweep.json", "timings.json", "tuner.pkl"} <= stored
     run_names = {o.split("/")[1] for o in stored if o.startswith("runs/")}
-    assert len(run_names) == 8
+    assert run_names == {"none-seed0", "text+face+prosody-seed0"}
     for name in run_names:
         assert f"runs/{name}/record.json" in stored
         assert any(o.startswith(f"runs/{name}/tensorboard/events.out.tfevents.") for o in stored), name
         assert f"runs/{name}/best_adapter/adapter_model.safetensors" in stored
         assert any(o.startswith(f"runs/{name}/checkpoint_") for o in stored), name
     trials = {o.split("/")[0] for o in stored if o.startswith("train_driver_")}
-    assert len(trials) == 8
+    assert len(trials) == 2
     runs = {p: storage.read_text(p) for p in storage.find_files(experiment, "record.json")}
-    assert len(runs) == 8 and all(json.loads(r)["status"] == "finished" for r in runs.values())
+    assert len(runs) == 2 and all(json.loads(r)["status"] == "finished" for r in runs.values())
 
     again = sweep(args, s3_env)
-    assert "8 finished" in again.stdout and f"resuming {experiment}" in again.stderr
+    assert "2 finished" in again.stdout and f"resuming {experiment}" in again.stderr
     # nothing ran again: every record is byte-for-byte the same, and no trial was added
     assert {p: storage.read_text(p) for p in storage.find_files(experiment, "record.json")} == runs
     assert {o.split("/")[0] for o in objects() if o.startswith("train_driver_")} == trials
@@ -341,4 +357,6 @@ def test_ablation_smoke_on_s3_writes_every_output_to_the_bucket(s3_bucket, env, 
     )
     assert table.returncode == 0, table.stderr[-3000:]
     rows = [line for line in table.stdout.splitlines() if line.startswith(("| ✗", "| ✓"))]
-    assert len(rows) == 8 and all("| 1 | 0 |" in row for row in rows)  # n = 1 finished, 0 failed
+    # n = 1 finished and 0 failed for the two cells that ran, n = 0 for the others
+    counts = [row.split(" | ")[3:5] for row in rows]
+    assert counts == [["1", "0"], *[["0", "0"]] * 6, ["1", "0"]]

@@ -23,6 +23,7 @@ from omnimer.train import (
     deepspeed_config,
     lr_lambda,
     validate_run,
+    with_absolute_paths,
 )
 
 FRAMES, SIZE = 4, 56
@@ -414,3 +415,13 @@ def test_missing_dataset_and_label_set_mismatch(tmp_path, tiny):
     cfg = load_train_config(None, [f"data.path={ds}", f"model.name_or_path={path}", "data.target=sentiment"])
     with pytest.raises(ValueError, match="the dataset has no sentiment labels"):
         validate_run(cfg)
+
+
+def test_run_paths_are_made_absolute_and_a_file_uri_is_a_local_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = with_absolute_paths(load_train_config(None, ["run.output_dir=runs/train", "data.path=shards"]))
+    assert (cfg.run.output_dir, cfg.data.path) == (str(tmp_path / "runs/train"), str(tmp_path / "shards"))
+    cfg = with_absolute_paths(load_train_config(None, [f"run.output_dir={(tmp_path / 'out').as_uri()}"]))
+    assert cfg.run.output_dir == str(tmp_path / "out")
+    cfg = with_absolute_paths(load_train_config(None, ["run.output_dir=s3://bucket/runs"]))
+    assert cfg.run.output_dir == "s3://bucket/runs"

@@ -81,7 +81,9 @@ def _best_of(repeats: int, fn, *args) -> float:
     return min(times)
 
 
-def bench_data(workdir: Path, clips: int, frames: int, size: int, repeats: int, source: SourceMedia) -> Path:
+def bench_data(
+    workdir: Path, ray_temp: Path, clips: int, frames: int, size: int, repeats: int, source: SourceMedia
+) -> Path:
     import ray
 
     from omnimer.config import IngestConfig
@@ -108,7 +110,7 @@ def bench_data(workdir: Path, clips: int, frames: int, size: int, repeats: int, 
         include_dashboard=False,
         log_to_driver=False,
         _node_ip_address="127.0.0.1",
-        _temp_dir=tempfile.mkdtemp(prefix="omr-bench-", dir="/tmp"),
+        _temp_dir=str(ray_temp),
     )
     # A warm-up ingest pays Ray's worker start-up, which a real run pays once per cluster.
     ingest(corpus, workdir / "warm", cfg)
@@ -168,12 +170,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     workdir = Path(tempfile.mkdtemp(prefix="omnimer-bench-"))
+    # Ray's sockets need a short path: its temp dir sits in /tmp, not in the (long) workdir.
+    ray_temp = Path(tempfile.mkdtemp(prefix="omr-bench-", dir="/tmp"))
     try:
-        shards = bench_data(workdir, args.clips, args.frames, args.size, args.repeats, SourceMedia())
+        shards = bench_data(
+            workdir, ray_temp, args.clips, args.frames, args.size, args.repeats, SourceMedia()
+        )
         bench_model(workdir, shards)
         bench_sweep(args.sweep)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(ray_temp, ignore_errors=True)
     return 0
 
 
