@@ -35,6 +35,7 @@ import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -258,6 +259,39 @@ def _load_rows(rank: int, world_size: int) -> dict[str, list[dict]]:
     return rows
 
 
+@dataclasses.dataclass(frozen=True)
+class StepContext:
+    """What every training step of a run needs besides the model, the config and the step's rows."""
+
+    processor: Any
+    labels: LabelSet
+    verbalizers: tuple[str, ...]
+    first_ids: list[int]
+    rebalancing: Any
+    frame_size: int
+    device: Any
+
+
+def step_losses(
+    engine, rows: list[dict], cfg: TrainConfig, ctx: StepContext
+) -> tuple[torch.Tensor, dict, int]:
+    """The loss of one training step on ``rows``: the conversations of the main task and of every aux
+    task with λ > 0 (:func:`omnimer.tasks.build_task_batches`), then :func:`_task_losses`."""
+    batches = build_task_batches(
+        rows,
+        cfg.data.target,
+        ctx.labels,
+        ctx.verbalizers,
+        cfg.data.language,
+        losses.aux_weights(cfg.loss),
+        cfg.data.audio_in_video,
+    )
+    media = {r["clip_id"]: r for r in rows}
+    return _task_losses(
+        engine, ctx.processor, batches, media, cfg, ctx.rebalancing, ctx.device, ctx.frame_size, ctx.first_ids
+    )
+
+
 def _task_losses(
     engine,
     processor,
@@ -413,7 +447,7 @@ def train_loop_per_worker(config: dict) -> None:
 
         writer = SummaryWriter(str(local_run_dir / "tensorboard"))
     evaluator = Evaluator(processor, cfg, labels, verbalizers, first_ids, frame_size)
-    aux_weights = losses.aux_weights(cfg.loss)
+    step_context = StepContext(processor, labels, verbalizers, first_ids, rebalancing, frame_size, device)
 
     for epoch in range(state["epoch"], cfg.train.epochs):
         started = time.time()
@@ -424,26 +458,7 @@ def train_loop_per_worker(config: dict) -> None:
             rows = [
                 train_rows[i] for i in order[step * cfg.train.batch_size : (step + 1) * cfg.train.batch_size]
             ]
-            batches = build_task_batches(
-                rows,
-                cfg.data.target,
-                labels,
-                verbalizers,
-                cfg.data.language,
-                aux_weights,
-                cfg.data.audio_in_video,
-            )
-            total, parts, _ = _task_losses(
-                engine,
-                processor,
-                batches,
-                {r["clip_id"]: r for r in rows},
-                cfg,
-                rebalancing,
-                device,
-                frame_size,
-                first_ids,
-            )
+            total, parts, _ = step_losses(engine, rows, cfg, step_context)
             engine.backward(total)
             engine.step()
             for key, value in parts.items():

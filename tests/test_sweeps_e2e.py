@@ -58,18 +58,24 @@ def trial_dirs(experiment: Path) -> list[str]:
     return sorted(p.name for p in experiment.glob("train_driver_*"))
 
 
-def test_ablation_smoke_runs_the_grid_once(storage, env):
-    args = [
+def smoke_ablation(name: str, storage_path: str, *extra: str) -> list[str]:
+    """The arguments of a smoke ablation sweep over seed 0."""
+    return [
         "--mode",
         "ablation",
         "--smoke-test",
         "--seeds",
         "0",
         "--name",
-        "abl",
+        name,
         "--storage-path",
-        str(storage),
+        storage_path,
+        *extra,
     ]
+
+
+def test_ablation_smoke_runs_the_grid_once(storage, env):
+    args = smoke_ablation("abl", str(storage))
     first = sweep(args, env)
     experiment = storage / "abl"
     runs = records(experiment)
@@ -124,8 +130,7 @@ def test_search_smoke_writes_the_study_and_a_rerun_adds_no_trial(storage, env):
 
 
 def test_a_killed_driver_resumes_without_losing_or_repeating_trials(storage, env):
-    args = ["--mode", "ablation", "--smoke-test", "--seeds", "0", "--name", "killed"]
-    args += ["--storage-path", str(storage)]
+    args = smoke_ablation("killed", str(storage))
     experiment = storage / "killed"
     log = open(storage / "killed.log", "w")  # noqa: SIM115 - closed below, after the process ends
     driver = subprocess.Popen(
@@ -302,18 +307,7 @@ def test_ablation_smoke_on_s3_writes_every_output_to_the_bucket(s3_bucket, env, 
     )
     experiment = f"s3://{s3_bucket}/exp/s3smoke"
     # Two cells of the grid (--subsets): the storage path is what this test is about.
-    args = [
-        "--mode",
-        "ablation",
-        "--smoke-test",
-        "--seeds",
-        "0",
-        "--subsets",
-        "none,all",
-        "--name",
-        "s3smoke",
-    ]
-    args += ["--storage-path", f"s3://{s3_bucket}/exp"]
+    args = smoke_ablation("s3smoke", f"s3://{s3_bucket}/exp", "--subsets", "none,all")
     first = sweep(args, s3_env)
     assert f"experiment {experiment}: 2 finished" in first.stdout
     assert "no finished trial for subset(s) text, face, prosody, text+face" in first.stdout

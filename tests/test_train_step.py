@@ -18,10 +18,11 @@ from omnimer.model.load import apply_lora, load_processor, load_thinker
 from omnimer.model.tiny import build_tiny_model
 from omnimer.tasks import MAIN, build_task_batches, main_conversation
 from omnimer.train import (
-    _task_losses,
+    StepContext,
     choose_verbalizers,
     deepspeed_config,
     lr_lambda,
+    step_losses,
     validate_run,
     with_absolute_paths,
 )
@@ -175,16 +176,13 @@ class CountingModel(torch.nn.Module):
         return self.model(**inputs)
 
 
-def step_losses(model, processor, rows, loss_cfg: LossConfig):
-    cfg = TrainConfig(loss=loss_cfg)
-    batches = build_task_batches(
-        rows, "emotion", INDOMER_EMOTION, INDOMER_EMOTION.verbalizers, "id", losses.aux_weights(loss_cfg)
-    )
+def losses_of_step(model, processor, rows, loss_cfg: LossConfig):
     rebalancing = losses.build_rebalancing(loss_cfg, [10, 5, 5, 1, 1, 1, 1])
     _, first_ids = choose_verbalizers(processor.tokenizer, INDOMER_EMOTION)
-    return _task_losses(
-        model, processor, batches, {r["clip_id"]: r for r in rows}, cfg, rebalancing, "cpu", SIZE, first_ids
+    ctx = StepContext(
+        processor, INDOMER_EMOTION, INDOMER_EMOTION.verbalizers, first_ids, rebalancing, SIZE, "cpu"
     )
+    return step_losses(model, rows, TrainConfig(loss=loss_cfg), ctx)
 
 
 def test_logit_adjust_step_uses_the_label_token_scores(tiny):
@@ -199,8 +197,8 @@ def test_logit_adjust_step_uses_the_label_token_scores(tiny):
         scheme="logit_adjust", tau=1.0, aux_weight_text=0, aux_weight_face=0, aux_weight_prosody=0
     )
     with torch.no_grad():
-        _, parts_plain, _ = step_losses(model, processor, rows, plain)
-        _, parts_adjusted, _ = step_losses(model, processor, rows, adjusted)
+        _, parts_plain, _ = losses_of_step(model, processor, rows, plain)
+        _, parts_adjusted, _ = losses_of_step(model, processor, rows, adjusted)
     assert torch.isfinite(parts_plain["main"]) and torch.isfinite(parts_adjusted["main"])
     assert float(parts_plain["main"]) != float(parts_adjusted["main"])
 
@@ -209,10 +207,10 @@ def test_face_weight_zero_never_builds_or_runs_the_face_task(tiny):
     path, processor = tiny
     rows = make_rows(2)
     counting = CountingModel(fresh_model(path))
-    _, parts, tokens_all = step_losses(counting, processor, rows, LossConfig())
+    _, parts, tokens_all = losses_of_step(counting, processor, rows, LossConfig())
     assert counting.videos == 4  # main's 2 clips + face's 2
     counting.videos = 0
-    _, parts_no_face, tokens = step_losses(counting, processor, rows, LossConfig(aux_weight_face=0.0))
+    _, parts_no_face, tokens = losses_of_step(counting, processor, rows, LossConfig(aux_weight_face=0.0))
     assert counting.videos == 2  # only main still sees the video
     assert "aux_face" not in parts_no_face and "aux_face" in parts
     assert tokens < tokens_all
@@ -264,7 +262,7 @@ def train_steps(path, processor, rows, loss_cfg, steps=3):
     model = fresh_model(path, seed=0)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     for _ in range(steps):
-        total, _, _ = step_losses(model, processor, rows, loss_cfg)
+        total, _, _ = losses_of_step(model, processor, rows, loss_cfg)
         optimizer.zero_grad()
         total.backward()
         optimizer.step()
@@ -294,7 +292,7 @@ def test_closed_set_scoring_matches_full_answer_likelihood(tiny):
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-2)
     zero = LossConfig(aux_weight_text=0.0, aux_weight_face=0.0, aux_weight_prosody=0.0)
     for _ in range(8):
-        total, _, _ = step_losses(model, processor, rows, zero)
+        total, _, _ = losses_of_step(model, processor, rows, zero)
         optimizer.zero_grad()
         total.backward()
         optimizer.step()

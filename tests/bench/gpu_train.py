@@ -7,7 +7,7 @@
 
 On a GPU it is the path a ``train.use_gpu=true`` worker takes: bf16 weights (``model.dtype=bfloat16``),
 NCCL, the ZeRO config built by :func:`omnimer.train.deepspeed_config`, and per step the real
-:func:`omnimer.train._task_losses` (main task + the three auxiliary tasks) followed by
+:func:`omnimer.train.step_losses` (main task + the three auxiliary tasks) followed by
 ``engine.backward`` / ``engine.step``; each epoch the real :class:`omnimer.train.Evaluator` scores
 valid and test. Only Ray (which hands a worker its rows and its process group) is replaced: the rows
 are read with pyarrow from ``runs/demo/shards`` (``omnimer ingest``) and the process group is a local
@@ -201,13 +201,14 @@ def train_run(
     from omnimer.tasks import build_task_batches
     from omnimer.train import (
         Evaluator,
+        StepContext,
         _epoch_order,
         _gathered_adapter,
-        _task_losses,
         choose_verbalizers,
         deepspeed_config,
         lr_lambda,
         seed_everything,
+        step_losses,
     )
 
     use_gpu = cfg.train.use_gpu
@@ -251,8 +252,11 @@ def train_run(
 
     aux_weights = losses.aux_weights(cfg.loss)
     evaluator = Evaluator(processor, cfg, data.labels, verbalizers, first_ids, data.frame_size)
+    step_context = StepContext(
+        processor, data.labels, verbalizers, first_ids, rebalancing, data.frame_size, device
+    )
     epochs = []
-    step_losses: list[float] = []
+    losses_seen: list[float] = []
     for epoch in range(cfg.train.epochs):
         engine.train()
         order = _epoch_order(rows_all, cfg, epoch, data.labels, data.counts)
@@ -264,30 +268,11 @@ def train_run(
             rows = [
                 rows_all[i] for i in order[step * cfg.train.batch_size : (step + 1) * cfg.train.batch_size]
             ]
-            batches = build_task_batches(
-                rows,
-                cfg.data.target,
-                data.labels,
-                verbalizers,
-                cfg.data.language,
-                aux_weights,
-                cfg.data.audio_in_video,
-            )
-            total, parts, step_tokens = _task_losses(
-                engine,
-                processor,
-                batches,
-                {r["clip_id"]: r for r in rows},
-                cfg,
-                rebalancing,
-                device,
-                data.frame_size,
-                first_ids,
-            )
+            total, parts, step_tokens = step_losses(engine, rows, cfg, step_context)
             engine.backward(total)
             engine.step()
             loss = float(total.detach())  # synchronises with the device
-            step_losses.append(loss)
+            losses_seen.append(loss)
             for key, value in parts.items():
                 sums[key] = sums.get(key, 0.0) + float(value)
             clips += len(rows)
@@ -361,7 +346,7 @@ def train_run(
         "first_epoch_steps_per_s": epochs[0]["steps"] / epochs[0]["train_seconds"],
         "collate_seconds_per_step": collate_seconds,
         "cudnn_sdpa": cudnn_sdpa,
-        "optimizer_steps": len(step_losses),
+        "optimizer_steps": len(losses_seen),
         # DeepSpeed skips a step whose gradients are not finite ("OVERFLOW! Skipping step").
         "skipped_steps": int(engine.skipped_steps),
         "step_seconds": steady_seconds / sum(e["steps"] for e in later),
@@ -370,9 +355,9 @@ def train_run(
         "peak_reserved_mib": torch.cuda.max_memory_reserved() / 2**20 if use_gpu else None,
         "loss_first_epoch": epochs[0]["train_loss"]["total"],
         "loss_last_epoch": epochs[-1]["train_loss"]["total"],
-        "loss_first_step": step_losses[0],
-        "loss_last_step": step_losses[-1],
-        "all_losses_finite": all(math.isfinite(v) for v in step_losses),
+        "loss_first_step": losses_seen[0],
+        "loss_last_step": losses_seen[-1],
+        "all_losses_finite": all(math.isfinite(v) for v in losses_seen),
         "trainable_tensors": len(trainable),
         "changed_tensors": len(changed),
         "frozen_changed": frozen_changed[:10],

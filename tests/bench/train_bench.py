@@ -17,8 +17,8 @@ from omnimer.collate import AudioFeatureCache, collate
 from omnimer.config import DataConfig, LoraSettings, LossConfig, ModelConfig, TrainConfig
 from omnimer.labels import LabelSet
 from omnimer.model.load import apply_lora, load_processor, load_thinker
-from omnimer.tasks import build_task_batches, main_conversation
-from omnimer.train import _task_losses, choose_verbalizers
+from omnimer.tasks import main_conversation
+from omnimer.train import StepContext, choose_verbalizers, step_losses
 
 
 def _model(path: str):
@@ -33,21 +33,10 @@ def _model(path: str):
 def _train_step(
     model, optimizer, processor, batch_rows, labels: LabelSet, loss_cfg: LossConfig, frame_size: int
 ) -> None:
-    """One optimizer step of the real training step function (``omnimer.train._task_losses``)."""
+    """One optimizer step of the real training step function (``omnimer.train.step_losses``)."""
     rebalancing = losses.build_rebalancing(loss_cfg, [1] * len(labels))
-    batches = build_task_batches(
-        batch_rows, "emotion", labels, labels.names, "id", losses.aux_weights(loss_cfg)
-    )
-    total, _, _ = _task_losses(
-        model,
-        processor,
-        batches,
-        {r["clip_id"]: r for r in batch_rows},
-        TrainConfig(loss=loss_cfg),
-        rebalancing,
-        "cpu",
-        frame_size,
-    )
+    ctx = StepContext(processor, labels, labels.names, [], rebalancing, frame_size, "cpu")
+    total, _, _ = step_losses(model, batch_rows, TrainConfig(loss=loss_cfg), ctx)
     optimizer.zero_grad()
     total.backward()
     optimizer.step()
