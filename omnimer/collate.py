@@ -45,11 +45,22 @@ def rows_from_numpy(batch: dict[str, np.ndarray]) -> list[dict]:
 
 
 def rows_from_table(table) -> list[dict]:
-    """Rows of a shard table read with pyarrow, frames as [T, H, W, 3] arrays."""
+    """Rows of a shard table read with pyarrow, as a Ray Train worker gets them (:func:`rows_from_numpy`):
+    frames as [T, H, W, 3] uint8 arrays, audio as float32 arrays (not Python lists of floats)."""
     frames = table.column("frames").combine_chunks().to_numpy_ndarray()
-    rows = table.drop_columns(["frames"]).to_pylist()
-    for row, clip_frames in zip(rows, frames, strict=True):
-        row["frames"] = clip_frames
+    arrays = {"frames": list(frames)}
+    if "audio" in table.column_names:
+        audio = table.column("audio").combine_chunks()
+        values = audio.values.to_numpy(zero_copy_only=False)
+        offsets = audio.offsets.to_numpy()
+        arrays["audio"] = [
+            None if audio[i].is_valid is False else values[offsets[i] : offsets[i + 1]]
+            for i in range(len(audio))
+        ]
+    rows = table.drop_columns(list(arrays)).to_pylist()
+    for i, row in enumerate(rows):
+        for name, column in arrays.items():
+            row[name] = column[i]
     return rows
 
 

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from mediafiles import indomer_rows, tone, write_indomer, write_mp4, write_wav
 
+from omnimer.collate import rows_from_numpy, rows_from_table
 from omnimer.config import IngestConfig
 from omnimer.data.shards import (
     DATASET_JSON,
@@ -86,6 +87,23 @@ def test_rows_open_with_plain_pyarrow(dataset):
     )
     happy = [r for r in table.to_pylist() if r["emotion"] == "kebahagiaan"]
     assert happy and all(r["aux_keywords"].startswith("kata emosi: senang") for r in happy)
+
+
+def test_rows_from_table_match_the_rows_a_ray_worker_gets(dataset):
+    out, _ = dataset
+    table = open_split(out, "test").to_table()
+    rows = rows_from_table(table)
+    batch = next(iter(load_splits(out)["test"].iter_batches(batch_size=8, batch_format="numpy")))
+    from_ray = {r["clip_id"]: r for r in rows_from_numpy(batch)}
+    assert len(rows) == len(from_ray) == 8
+    plain = {r["clip_id"]: r for r in table.to_pylist()}
+    for row in rows:
+        ray_row = from_ray[row["clip_id"]]
+        assert row["audio"].dtype == ray_row["audio"].dtype == np.float32
+        np.testing.assert_array_equal(row["audio"], ray_row["audio"])
+        np.testing.assert_array_equal(row["audio"], np.asarray(plain[row["clip_id"]]["audio"], np.float32))
+        np.testing.assert_array_equal(row["frames"], ray_row["frames"])
+        assert row["text"] == ray_row["text"] and row["emotion"] == ray_row["emotion"]
 
 
 def test_splits_read_back_on_ray(dataset):
