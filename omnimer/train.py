@@ -170,59 +170,95 @@ def deepspeed_config(cfg: TrainConfig, world_size: int) -> dict:
 
 
 class Evaluator:
-    """Closed-set evaluation: one forward pass per batch of prompts, scored on the label tokens."""
+    """Closed-set evaluation: one forward pass per batch of prompts, scored on the label tokens.
+
+    With several workers every one runs the same number of forward passes: under ZeRO-3 each forward
+    gathers the partitioned weights with collectives, so a worker whose slice of a split needs one
+    batch fewer (13 test clips on 2 workers: 7 and 6) would leave the others waiting in a collective
+    that never matches (gloo aborts, NCCL hangs). A worker short of batches runs filler forwards on
+    rows it already has (``filler``: a row to use when its slice is empty) and discards them.
+    """
 
     def __init__(
-        self, processor, cfg: TrainConfig, labels: LabelSet, verbalizers, first_ids, frame_size: int
+        self,
+        processor,
+        cfg: TrainConfig,
+        labels: LabelSet,
+        verbalizers,
+        first_ids,
+        frame_size: int,
+        filler: dict | None = None,
     ):
         self.processor, self.cfg, self.labels = processor, cfg, labels
         self.verbalizers, self.first_ids, self.frame_size = verbalizers, first_ids, frame_size
+        self.filler = filler
 
     @torch.no_grad()
     def evaluate(self, model, rows: list[dict], device, world_size: int) -> dict | None:
         """Metrics over every rank's rows (None if the split is empty)."""
-        _, truth, predicted = self.predict(model, rows, device)
+        _, truth, predicted = self.predict(model, rows, device, world_size)
         truth, predicted = _gather(truth, world_size), _gather(predicted, world_size)
         return metrics.classification_metrics(truth, predicted, self.labels.names) if truth else None
 
+    def _chunks(self, rows: list[dict]) -> list[list[dict]]:
+        """The evaluation batches of ``rows``: those with a label for the target, in order."""
+        size, target = self.cfg.train.eval_batch_size, self.cfg.data.target
+        chunks = [[r for r in rows[i : i + size] if r[target] is not None] for i in range(0, len(rows), size)]
+        return [chunk for chunk in chunks if chunk]
+
     @torch.no_grad()
-    def predict(self, model, rows: list[dict], device) -> tuple[list[str], list[int], list[int]]:
+    def predict(
+        self, model, rows: list[dict], device, world_size: int = 1
+    ) -> tuple[list[str], list[int], list[int]]:
+        chunks = self._chunks(rows)
+        forwards = len(chunks)
+        if world_size > 1:
+            count = torch.tensor([forwards], dtype=torch.long, device=device)
+            torch.distributed.all_reduce(count, op=torch.distributed.ReduceOp.MAX)
+            forwards = int(count)
         clip_ids, truth, predicted = [], [], []
-        data = self.cfg.data
-        for start in range(0, len(rows), self.cfg.train.eval_batch_size):
-            chunk = [
-                r for r in rows[start : start + self.cfg.train.eval_batch_size] if r[data.target] is not None
-            ]
-            if not chunk:
-                continue
-            convs = [
-                main_conversation(
-                    r,
-                    data.target,
-                    self.labels,
-                    self.verbalizers,
-                    data.language,
-                    with_answer=False,
-                    audio_in_video=data.audio_in_video,
-                )
-                for r in chunk
-            ]
-            batch = collate(
-                self.processor,
-                convs,
-                {r["clip_id"]: r for r in chunk},
-                frame_size=self.frame_size,
-                audio_in_video=data.audio_in_video,
-                with_labels=False,
-            )
-            out = model(**_to_device(batch.inputs, device), use_cache=False)
-            scores = metrics.verbalizer_scores(
-                out.logits, batch.inputs["attention_mask"].to(device), self.first_ids
-            )
-            predicted += metrics.closed_set_predict(scores).tolist()
-            truth += batch.class_index.tolist()
-            clip_ids += batch.clip_ids
+        for i in range(forwards):
+            if i < len(chunks):
+                batch, scores = self._scores(model, chunks[i], device)
+                predicted += metrics.closed_set_predict(scores).tolist()
+                truth += batch.class_index.tolist()
+                clip_ids += batch.clip_ids
+            else:  # a filler forward: the same modules as the other workers' batch, output unused
+                self._scores(model, chunks[0] if chunks else [self._filler()], device)
         return clip_ids, truth, predicted
+
+    def _filler(self) -> dict:
+        if self.filler is None:
+            raise RuntimeError("this worker has no evaluation rows and no filler row for its forward passes")
+        return self.filler
+
+    def _scores(self, model, chunk: list[dict], device):
+        data = self.cfg.data
+        convs = [
+            main_conversation(
+                r,
+                data.target,
+                self.labels,
+                self.verbalizers,
+                data.language,
+                with_answer=False,
+                audio_in_video=data.audio_in_video,
+            )
+            for r in chunk
+        ]
+        batch = collate(
+            self.processor,
+            convs,
+            {r["clip_id"]: r for r in chunk},
+            frame_size=self.frame_size,
+            audio_in_video=data.audio_in_video,
+            with_labels=False,
+        )
+        out = model(**_to_device(batch.inputs, device), use_cache=False)
+        scores = metrics.verbalizer_scores(
+            out.logits, batch.inputs["attention_mask"].to(device), self.first_ids
+        )
+        return batch, scores
 
 
 def _to_device(inputs: dict, device) -> dict:
@@ -446,7 +482,8 @@ def train_loop_per_worker(config: dict) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(local_run_dir / "tensorboard"))
-    evaluator = Evaluator(processor, cfg, labels, verbalizers, first_ids, frame_size)
+    filler = train_rows[0] if train_rows else None
+    evaluator = Evaluator(processor, cfg, labels, verbalizers, first_ids, frame_size, filler)
     step_context = StepContext(processor, labels, verbalizers, first_ids, rebalancing, frame_size, device)
 
     for epoch in range(state["epoch"], cfg.train.epochs):

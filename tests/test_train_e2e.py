@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.e2e
 CLI = [sys.executable, "-m", "omnimer.cli"]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def run(args, env, timeout=900):
@@ -178,14 +180,28 @@ def test_rerun_is_a_no_op_and_a_changed_config_is_refused(workspace, unbroken):
     assert "already holds a run with a different config; choose another run.name" in changed.stderr
 
 
-def test_zero3_saves_the_whole_adapter(workspace):
-    """ZeRO-3 partitions the LoRA weights too; the saved adapter must hold them whole."""
+def test_zero3_saves_the_whole_adapter(workspace, tmp_path):
+    """ZeRO-3 partitions the LoRA weights too; the saved adapter must hold them whole.
+
+    The tiny model's weights all lie under cluster/deepspeed/zero3.json's persistence threshold, so
+    ZeRO-3 would keep them whole on every worker; with the threshold at 0 they are partitioned as a
+    7B's are, and every forward gathers them with collectives. One clip per evaluation batch splits
+    the 13 test clips 7 / 6 between the workers: the evaluation must still run the same number of
+    forwards on both (it aborted in gloo before the filler forwards)."""
     from safetensors.torch import load_file
 
+    zero3 = json.loads((REPO / "cluster" / "deepspeed" / "zero3.json").read_text())
+    zero3["zero_optimization"]["stage3_param_persistence_threshold"] = 0
+    config = tmp_path / "zero3-partitioned.json"
+    config.write_text(json.dumps(zero3))
     run_dir, _ = train(
-        workspace, "zero3", "train.deepspeed_config=cluster/deepspeed/zero3.json", "train.epochs=1"
+        workspace, "zero3", f"train.deepspeed_config={config}", "train.epochs=1", "train.eval_batch_size=1"
     )
-    assert json.loads((run_dir / "record.json").read_text())["status"] == "finished"
+    record = json.loads((run_dir / "record.json").read_text())
+    assert record["status"] == "finished"
+    counts = json.loads((workspace[0] / "shards" / "dataset.json").read_text())["counts"]["rows"]
+    assert counts["test"] % 2 == 1  # the two workers' slices differ in length
+    assert record["test"]["n"] == counts["test"]  # every clip scored once, no filler among them
     weights = load_file(str(run_dir / "best_adapter" / "adapter_model.safetensors"))
     assert weights and all(t.numel() > 0 for t in weights.values())
     assert any(float(t.abs().sum()) > 0 for name, t in weights.items() if "lora_B" in name)  # trained
