@@ -41,10 +41,18 @@ import numpy as np
 import torch
 
 from omnimer import losses, metrics, storage
-from omnimer.collate import AudioFeatureCache, collate, merge_batches, pack_batches, rows_from_numpy
+from omnimer.collate import (
+    IGNORE_INDEX,
+    AudioFeatureCache,
+    Batch,
+    collate,
+    merge_batches,
+    pack_batches,
+    rows_from_numpy,
+)
 from omnimer.config import TrainConfig
 from omnimer.labels import LabelSet
-from omnimer.tasks import AUX_COLUMNS, MAIN, build_task_batches, main_conversation
+from omnimer.tasks import AUX_COLUMNS, MAIN, aux_conversation, build_task_batches, main_conversation
 
 log = logging.getLogger(__name__)
 
@@ -358,16 +366,41 @@ def _task_losses(
     main = losses.main_loss(
         rebalancing, batch.class_index, logits=out.logits, labels=labels, class_scores=class_scores
     )
+    weights = losses.aux_weights(cfg.loss)
+    shapes = _agreed_shapes(collated, device)
+    # An enabled task that none of this step's rows has a target for (partial annotations) adds no
+    # loss. If another worker's rows have one, this worker runs a filler batch of it all the same:
+    # under ZeRO-3 every worker must run the same forwards and backwards.
+    aux_losses: dict[str, torch.Tensor] = {}
+    fillers = set()
+    for task in AUX_COLUMNS:
+        if weights.get(task, 0.0) > 0 and task not in collated:
+            aux_losses[task] = torch.zeros((), device=device)
+            if shapes is not None and shapes[task][0] > 0:
+                collated[task] = _filler_batch(task, processor, media, cfg, frame_size)
+                fillers.add(task)
     # The auxiliary tasks are short next to the main one; those of similar length share a forward.
-    aux_losses = {}
-    for group in pack_batches(list(collated.values()), shapes=_agreed_shapes(collated, device)):
+    for group in pack_batches(list(collated.values()), shapes=shapes):
         batch, spans = merge_batches(group, processor.tokenizer.pad_token_id)
         out = engine(**_to_device(batch.inputs, device), use_cache=False)
         labels = batch.labels.to(device)
         for task, rows in spans.items():
-            aux_losses[task] = losses.token_loss(out.logits[rows], labels[rows])
-    total, parts = losses.combine(main, aux_losses, losses.aux_weights(cfg.loss))
+            if task in fillers:  # zero, but through the filler's forward, so its backward runs too
+                aux_losses[task] = out.logits[rows].float().sum() * 0.0
+            else:
+                aux_losses[task] = losses.token_loss(out.logits[rows], labels[rows])
+    total, parts = losses.combine(main, aux_losses, weights)
     return total, parts, tokens
+
+
+def _filler_batch(task: str, processor, media: dict, cfg: TrainConfig, frame_size: int) -> Batch:
+    """A one-row batch of ``task`` on a clip of this step, with a placeholder answer and every label
+    ignored: the forward another worker runs for the task, which this worker has no target for."""
+    row = next(iter(media.values()))
+    conv = aux_conversation(task, {**row, AUX_COLUMNS[task]: "-"}, cfg.data.language)
+    batch = collate(processor, [conv], media, frame_size=frame_size, audio_in_video=cfg.data.audio_in_video)
+    batch.labels = torch.full_like(batch.labels, IGNORE_INDEX)
+    return batch
 
 
 def _agreed_shapes(collated: dict, device) -> dict[str, tuple[int, int]] | None:

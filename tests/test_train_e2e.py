@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 pytestmark = pytest.mark.e2e
@@ -180,6 +181,25 @@ def test_rerun_is_a_no_op_and_a_changed_config_is_refused(workspace, unbroken):
     assert "already holds a run with a different config; choose another run.name" in changed.stderr
 
 
+def partial_face_targets(shards: Path, out: Path) -> Path:
+    """A copy of ``shards`` whose train rows at odd positions (by clip_id) have no face target: the
+    rows of the second of 2 workers, which takes ``rows[1::2]``."""
+    import shutil
+
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    shutil.copytree(shards, out)
+    files = sorted((out / "train").glob("*.parquet"))
+    clip_ids = sorted(c for f in files for c in pq.read_table(f, columns=["clip_id"]).column(0).to_pylist())
+    odd = clip_ids[1::2]
+    for path in files:
+        table = pq.read_table(path)
+        face = pc.if_else(pc.is_in(table.column("clip_id"), pa.array(odd)), None, table.column("aux_face"))
+        pq.write_table(table.set_column(table.column_names.index("aux_face"), "aux_face", face), path)
+    return out
+
+
 def test_zero3_saves_the_whole_adapter(workspace, tmp_path):
     """ZeRO-3 partitions the LoRA weights too; the saved adapter must hold them whole.
 
@@ -187,15 +207,23 @@ def test_zero3_saves_the_whole_adapter(workspace, tmp_path):
     ZeRO-3 would keep them whole on every worker; with the threshold at 0 they are partitioned as a
     7B's are, and every forward gathers them with collectives. One clip per evaluation batch splits
     the 13 test clips 7 / 6 between the workers: the evaluation must still run the same number of
-    forwards on both (it aborted in gloo before the filler forwards)."""
+    forwards on both (it aborted in gloo before the filler forwards). And the second worker's train
+    rows have no face target (partial annotations): it runs a filler face forward where the first
+    worker runs the real one."""
     from safetensors.torch import load_file
 
     zero3 = json.loads((REPO / "cluster" / "deepspeed" / "zero3.json").read_text())
     zero3["zero_optimization"]["stage3_param_persistence_threshold"] = 0
     config = tmp_path / "zero3-partitioned.json"
     config.write_text(json.dumps(zero3))
+    shards = partial_face_targets(workspace[0] / "shards", tmp_path / "shards")
     run_dir, _ = train(
-        workspace, "zero3", f"train.deepspeed_config={config}", "train.epochs=1", "train.eval_batch_size=1"
+        workspace,
+        "zero3",
+        f"train.deepspeed_config={config}",
+        "train.epochs=1",
+        "train.eval_batch_size=1",
+        f"data.path={shards}",
     )
     record = json.loads((run_dir / "record.json").read_text())
     assert record["status"] == "finished"

@@ -19,6 +19,7 @@ from omnimer.model.tiny import build_tiny_model
 from omnimer.tasks import MAIN, build_task_batches, main_conversation
 from omnimer.train import (
     StepContext,
+    _filler_batch,
     choose_verbalizers,
     deepspeed_config,
     lr_lambda,
@@ -214,6 +215,32 @@ def test_face_weight_zero_never_builds_or_runs_the_face_task(tiny):
     assert counting.videos == 2  # only main still sees the video
     assert "aux_face" not in parts_no_face and "aux_face" in parts
     assert tokens < tokens_all
+
+
+def test_a_step_whose_rows_lack_an_enabled_tasks_target_adds_no_loss_for_it(tiny):
+    """Partial annotations: no row of the step has a face target although λ_face > 0. The step adds a
+    zero face loss (it raised before), runs no face forward on one worker, and trains as λ_face = 0."""
+    path, processor = tiny
+    rows = [{**row, "aux_face": None} for row in make_rows(2)]
+    counting = CountingModel(fresh_model(path))
+    total, parts, _ = losses_of_step(counting, processor, rows, LossConfig())
+    assert float(parts["aux_face"]) == 0.0 and counting.videos == 2  # main's 2 clips only
+    reference, reference_parts, _ = losses_of_step(
+        fresh_model(path), processor, rows, LossConfig(aux_weight_face=0.0)
+    )
+    assert torch.allclose(total, reference) and float(parts["aux_text"]) == pytest.approx(
+        float(reference_parts["aux_text"])
+    )
+
+
+def test_a_filler_batch_runs_the_tasks_forward_with_every_label_ignored(tiny):
+    """What a worker runs under ZeRO-3 for a task another worker's rows have a target for."""
+    _, processor = tiny
+    rows = [{**row, "aux_face": None} for row in make_rows(2)]
+    batch = _filler_batch("aux_face", processor, {r["clip_id"]: r for r in rows}, TrainConfig(), SIZE)
+    assert batch.task == "aux_face" and len(batch.clip_ids) == 1
+    assert batch.inputs["pixel_values_videos"].numel() > 0 and "input_features" not in batch.inputs
+    assert bool((batch.labels == IGNORE_INDEX).all())
 
 
 def test_packed_aux_tasks_give_the_losses_and_gradients_of_separate_forwards(tiny):
