@@ -319,39 +319,25 @@ class StepContext:
 def step_losses(
     engine, rows: list[dict], cfg: TrainConfig, ctx: StepContext
 ) -> tuple[torch.Tensor, dict, int]:
-    """The loss of one training step on ``rows``: the conversations of the main task and of every aux
-    task with λ > 0 (:func:`omnimer.tasks.build_task_batches`), then :func:`_task_losses`."""
+    """The loss of one training step on ``rows``; returns the combined loss, its parts, and tokens.
+
+    The conversations of the main task and of every aux task with λ > 0
+    (:func:`omnimer.tasks.build_task_batches`) are collated; the main task's batch is forwarded, then
+    the aux tasks' (packed into as few forwards as :func:`omnimer.collate.pack_batches` allows).
+    ``ctx.first_ids`` (the label verbalizers' first tokens) is needed by the logit_adjust scheme only.
+    """
+    processor, device, frame_size, rebalancing = ctx.processor, ctx.device, ctx.frame_size, ctx.rebalancing
+    weights = losses.aux_weights(cfg.loss)
     batches = build_task_batches(
         rows,
         cfg.data.target,
         ctx.labels,
         ctx.verbalizers,
         cfg.data.language,
-        losses.aux_weights(cfg.loss),
+        weights,
         cfg.data.audio_in_video,
     )
     media = {r["clip_id"]: r for r in rows}
-    return _task_losses(
-        engine, ctx.processor, batches, media, cfg, ctx.rebalancing, ctx.device, ctx.frame_size, ctx.first_ids
-    )
-
-
-def _task_losses(
-    engine,
-    processor,
-    batches: dict,
-    media: dict,
-    cfg: TrainConfig,
-    rebalancing,
-    device,
-    frame_size: int,
-    first_ids: list[int] | None = None,
-) -> tuple[torch.Tensor, dict, int]:
-    """Forward the main task's batch, then the enabled aux tasks' (packed into as few forwards as
-    :func:`omnimer.collate.pack_batches` allows); returns the combined loss, its parts, and tokens.
-
-    ``first_ids`` (the label verbalizers' first tokens) is needed by the logit_adjust scheme only.
-    """
     collated = {
         task: collate(processor, convs, media, frame_size=frame_size, audio_in_video=cfg.data.audio_in_video)
         for task, convs in batches.items()
@@ -362,11 +348,12 @@ def _task_losses(
     labels = batch.labels.to(device)
     class_scores = None
     if rebalancing.scheme == "logit_adjust":
-        class_scores = metrics.score_label_tokens(metrics.first_answer_logits(out.logits, labels), first_ids)
+        class_scores = metrics.score_label_tokens(
+            metrics.first_answer_logits(out.logits, labels), ctx.first_ids
+        )
     main = losses.main_loss(
         rebalancing, batch.class_index, logits=out.logits, labels=labels, class_scores=class_scores
     )
-    weights = losses.aux_weights(cfg.loss)
     shapes = _agreed_shapes(collated, device)
     # An enabled task that none of this step's rows has a target for (partial annotations) adds no
     # loss. If another worker's rows have one, this worker runs a filler batch of it all the same:
@@ -384,11 +371,11 @@ def _task_losses(
         batch, spans = merge_batches(group, processor.tokenizer.pad_token_id)
         out = engine(**_to_device(batch.inputs, device), use_cache=False)
         labels = batch.labels.to(device)
-        for task, rows in spans.items():
+        for task, span in spans.items():
             if task in fillers:  # zero, but through the filler's forward, so its backward runs too
-                aux_losses[task] = out.logits[rows].float().sum() * 0.0
+                aux_losses[task] = out.logits[span].float().sum() * 0.0
             else:
-                aux_losses[task] = losses.token_loss(out.logits[rows], labels[rows])
+                aux_losses[task] = losses.token_loss(out.logits[span], labels[span])
     total, parts = losses.combine(main, aux_losses, weights)
     return total, parts, tokens
 
