@@ -14,6 +14,7 @@ from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 import torch
 from transformers.feature_extraction_utils import BatchFeature
 
@@ -44,19 +45,22 @@ def rows_from_numpy(batch: dict[str, np.ndarray]) -> list[dict]:
     return [{k: batch[k][i] for k in keys} for i in range(len(batch[keys[0]]))]
 
 
+def audio_arrays(column) -> list[np.ndarray | None]:
+    """A shard's ``audio`` list column (a table's ChunkedArray or a record batch's Array) as one float32
+    array per clip: views of one buffer, None where the cell is null."""
+    audio = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    values = audio.values.to_numpy(zero_copy_only=False)
+    offsets = audio.offsets.to_numpy()
+    valid = audio.is_valid().to_numpy(zero_copy_only=False)
+    return [values[offsets[i] : offsets[i + 1]] if valid[i] else None for i in range(len(audio))]
+
+
 def rows_from_table(table) -> list[dict]:
     """Rows of a shard table read with pyarrow, as a Ray Train worker gets them (:func:`rows_from_numpy`):
     frames as [T, H, W, 3] uint8 arrays, audio as float32 arrays (not Python lists of floats)."""
-    frames = table.column("frames").combine_chunks().to_numpy_ndarray()
-    arrays = {"frames": list(frames)}
+    arrays = {"frames": list(table.column("frames").combine_chunks().to_numpy_ndarray())}
     if "audio" in table.column_names:
-        audio = table.column("audio").combine_chunks()
-        values = audio.values.to_numpy(zero_copy_only=False)
-        offsets = audio.offsets.to_numpy()
-        arrays["audio"] = [
-            None if audio[i].is_valid is False else values[offsets[i] : offsets[i + 1]]
-            for i in range(len(audio))
-        ]
+        arrays["audio"] = audio_arrays(table.column("audio"))
     rows = table.drop_columns(list(arrays)).to_pylist()
     for i, row in enumerate(rows):
         for name, column in arrays.items():

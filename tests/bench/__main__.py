@@ -27,14 +27,13 @@ from .sweep_bench import bench_sweep
 
 
 def _batches_from_pyarrow(path: Path, split: str, batch_size: int) -> int:
+    from omnimer.collate import audio_arrays
     from omnimer.data.shards import open_split
 
     n = 0
     for batch in open_split(path, split).to_batches(columns=["frames", "audio"], batch_size=batch_size):
         frames = batch.column("frames").to_numpy_ndarray()
-        audio = batch.column("audio")
-        values, offsets = audio.values.to_numpy(), audio.offsets.to_numpy()
-        clips = [values[offsets[i] : offsets[i + 1]] for i in range(len(audio))]
+        clips = audio_arrays(batch.column("audio"))
         n += len(frames) + 0 * len(clips)
     return n
 
