@@ -792,7 +792,8 @@ def run_training(
     cfg: TrainConfig, *, callbacks: list | None = None, sweep: dict | None = None, dataset=None
 ) -> dict:
     """Driver of one run (``omnimer train``, or one Tune trial of ``sweeps/aux_ablation.py``):
-    validate, fit, and write ``record.json``; returns the record.
+    validate, fit, and write ``record.json``; returns the record. A failed fit raises; the record
+    then says ``failed``, except in a sweep (``sweep`` given), whose trials' records Tune settles.
 
     ``callbacks`` and ``dataset`` go to :func:`build_trainer` (a Tune trial passes
     ``TuneReportCallback`` and the sweep's shared dataset); ``sweep`` (experiment, mode, trial id,
@@ -832,9 +833,14 @@ def run_training(
         error, result = err, None
     record["wall_seconds"] = time.time() - started
     if error is not None or result is None:
-        record["status"] = "failed"
-        record["error"] = f"{type(error).__name__}: {error}"
-        storage.write_json(storage.join(run_dir, "record.json"), record)
+        if sweep is None:
+            record["status"] = "failed"
+            record["error"] = f"{type(error).__name__}: {error}"
+            storage.write_json(storage.join(run_dir, "record.json"), record)
+        # A trial's record stays `running`: the sweep settles it once Tune has ended every trial
+        # (sweeps/aux_ablation.py settle_records). ASHA stopping a trial kills its Train run, so
+        # this driver sees a failure; and its thread can outlive tuner.fit(), so a record written
+        # here could land after the sweep settled it as `stopped`.
         raise RuntimeError(f"training failed: {error}") from error
     with result.checkpoint.as_directory() as ckpt:
         state = json.loads((Path(ckpt) / STATE_FILE).read_text())
@@ -877,21 +883,18 @@ def record_from_state(state: dict) -> dict:
     }
 
 
-def close_record(
-    run_dir: Path | str, status: str, error: str | None = None, replace: tuple[str, ...] = ("running",)
-) -> dict | None:
+def close_record(run_dir: Path | str, status: str, error: str | None = None) -> dict | None:
     """Settle the record of a run that Tune ended from outside (early-stopped by ASHA, or errored).
 
-    Such a run's driver never got to write its result, so the record says ``running`` (or one of
-    ``replace``): take the metrics from the run's newest checkpoint (the last epoch every worker
-    finished) and set ``status``. Other records are left as they are. Returns the record (None if
-    there is none).
+    Such a run's driver never got to write its result, so the record says ``running``: take the
+    metrics from the run's newest checkpoint (the last epoch every worker finished) and set
+    ``status``. Other records are left as they are. Returns the record (None if there is none).
     """
     path = storage.join(run_dir, "record.json")
     if not storage.is_file(path):
         return None
     record = storage.read_json(path)
-    if record["status"] not in replace:
+    if record["status"] != "running":
         return record
     checkpoints = [
         storage.join(run_dir, name, STATE_FILE)

@@ -555,9 +555,10 @@ def run_records(runs_dir: Path | str) -> list[str]:
 def settle_records(results, runs_dir: Path | str, mode: str) -> dict[str, int]:
     """After the sweep, settle the records of trials that Tune ended from outside; count per status.
 
-    A search trial that Tune ended without an error was stopped by ASHA: its record may still say
-    ``running``, or ``failed`` when its driver saw the stop as its Train run dying. An errored
-    trial's record says ``failed``. No trial runs any more, so a record still ``running`` failed.
+    A trial's driver writes ``finished`` at the end of its run and nothing when the run fails
+    (:func:`omnimer.train.run_training`), so such records still say ``running``. A search trial
+    that Tune ended without an error was stopped by ASHA; an errored trial failed. No trial runs
+    any more, so a record still ``running`` failed.
     """
     from omnimer.train import close_record
 
@@ -567,7 +568,7 @@ def settle_records(results, runs_dir: Path | str, mode: str) -> dict[str, int]:
         if result.error is not None:
             close_record(run_dir, "failed", f"{type(result.error).__name__}: {result.error}")
         elif mode == "search":
-            close_record(run_dir, "stopped", replace=("running", "failed"))
+            close_record(run_dir, "stopped")
     counts: dict[str, int] = {}
     for path in run_records(runs_dir):
         record = close_record(storage.parent(path), "failed", "the trial ended before its run finished")

@@ -310,8 +310,9 @@ def test_close_record_takes_the_newest_checkpoint_and_keeps_finished_records(tmp
         (run / f"checkpoint_{stamp}").mkdir(parents=True)
         (run / f"checkpoint_{stamp}" / STATE_FILE).write_text(json.dumps(state))
     (run / "record.json").write_text(json.dumps({"status": "failed", "error": "ActorDiedError: ..."}))
-    assert close_record(run, "stopped")["status"] == "failed"  # only `running` is replaced by default
-    record = close_record(run, "stopped", replace=("running", "failed"))
+    assert close_record(run, "stopped")["status"] == "failed"  # only `running` is replaced
+    (run / "record.json").write_text(json.dumps({"status": "running"}))
+    record = close_record(run, "stopped")
     assert record["status"] == "stopped" and "error" not in record
     assert (record["best_epoch"], record["device_seconds"], len(record["epochs"])) == (2, 4.0, 2)
     assert json.loads((run / "record.json").read_text()) == record

@@ -233,3 +233,59 @@ def test_zero3_saves_the_whole_adapter(workspace, tmp_path):
     weights = load_file(str(run_dir / "best_adapter" / "adapter_model.safetensors"))
     assert weights and all(t.numel() > 0 for t in weights.values())
     assert any(float(t.abs().sum()) > 0 for name, t in weights.items() if "lora_B" in name)  # trained
+
+
+FAILING_RUNS = """
+import sys
+
+import ray
+
+from omnimer.config import load_train_config
+from omnimer.train import run_training
+
+ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
+for name, sweep in (("alone", None), ("trial", {"experiment": "srch", "mode": "search", "trial_id": "t"})):
+    cfg = load_train_config("sweeps/configs/smoke.yaml", [*sys.argv[1:], f"run.name={name}"])
+    try:
+        run_training(cfg, sweep=sweep)
+    except RuntimeError as err:
+        print(f"{name} raised: {err}")
+"""
+
+
+def test_a_failed_run_says_so_and_a_failed_trial_is_left_to_its_sweep(workspace):
+    """The resilience drill with no restart allowed: the worker group dies after epoch 1, so the fit
+    fails for real. A lone run's record says `failed`, with the error. A sweep trial's record stays
+    `running`: ASHA stopping a trial also kills its Train run, and the trial's driver thread can
+    outlive tuner.fit(); the sweep settles the record afterwards (settle_records), here as ASHA's
+    `stopped`, with the metrics of the last checkpoint."""
+    from omnimer.train import close_record
+
+    root, env = workspace
+    overrides = [
+        f"data.path={root / 'shards'}",
+        f"model.name_or_path={root / 'tiny'}",
+        f"run.output_dir={root / 'failing'}",
+        "train.num_workers=1",
+        "train.epochs=2",
+        "train.max_steps_per_epoch=2",
+        "train.fail_at_epoch=1",
+        "train.max_failures=0",
+    ]
+    result = subprocess.run(
+        [sys.executable, "-c", FAILING_RUNS, *overrides],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr[-5000:]
+    for name in ("alone", "trial"):
+        assert f"{name} raised: training failed:" in result.stdout
+    alone = json.loads((root / "failing" / "alone" / "record.json").read_text())
+    assert alone["status"] == "failed" and alone["error"] and alone["wall_seconds"] > 0
+    trial = json.loads((root / "failing" / "trial" / "record.json").read_text())
+    assert trial["status"] == "running" and "error" not in trial
+    settled = close_record(root / "failing" / "trial", "stopped")
+    assert settled["status"] == "stopped" and settled["best_epoch"] == 1 and len(settled["epochs"]) == 1
