@@ -103,9 +103,10 @@ def parse_subset(name: str) -> Subset:
         return ALL_AUX
     parts = [p.strip().removeprefix("aux_") for p in text.split("+")]
     unknown = [p for p in parts if p not in TASKS]
-    if unknown or not parts:
+    if unknown:
         raise AnalysisError(
-            f"subset {name!r} is not none, all or a '+'-joined list of {', '.join(TASKS)} (e.g. text+prosody)"
+            f"subset {name!r} is not none, all or a '+'-joined list of {', '.join(TASKS)} "
+            f"(unknown: {', '.join(repr(p) if not p else p for p in unknown)}), e.g. text+prosody"
         )
     return tuple(task in parts for task in TASKS)  # type: ignore[return-value]
 

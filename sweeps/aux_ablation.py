@@ -115,24 +115,24 @@ def all_subsets() -> list[dict[str, bool]]:
 def parse_subsets(text: str | None) -> list[str]:
     """``--subsets``: the names of the ablation cells to run, in lattice order (all 8 without it).
 
-    Each item is ``none``, ``all`` or a ``+``-joined list of text, face, prosody (``text+prosody``).
+    Each item is ``none``, ``all`` or a ``+``-joined list of text, face, prosody (``text+prosody``),
+    read as ``python -m analysis`` reads a subset name.
     """
+    from analysis.records import AnalysisError, parse_subset
+
     names = [subset_name(s) for s in all_subsets()]
     if text is None:
         return names
-    items = [part.strip().lower() for part in text.split(",") if part.strip()]
+    items = [part.strip() for part in text.split(",") if part.strip()]
     if not items:
         raise SweepError(f"--subsets {text!r} is empty: give e.g. none,text,all")
     chosen = set()
     for item in items:
-        tasks = set(AUX_TASKS) if item == "all" else set() if item == "none" else set(item.split("+"))
-        unknown = sorted(tasks - set(AUX_TASKS))
-        if unknown:
-            raise SweepError(
-                f"--subsets: {item!r} is not none, all or a '+'-joined list of {', '.join(AUX_TASKS)} "
-                f"(unknown: {', '.join(unknown)}); e.g. none,text+prosody,all"
-            )
-        chosen.add(subset_name({t: t in tasks for t in AUX_TASKS}))
+        try:
+            flags = parse_subset(item)
+        except AnalysisError as err:
+            raise SweepError(f"--subsets: {err}") from None
+        chosen.add(subset_name(dict(zip(AUX_TASKS, flags, strict=True))))
     if len(chosen) != len(items):
         raise SweepError(f"--subsets {text!r} names a subset twice")
     return [name for name in names if name in chosen]

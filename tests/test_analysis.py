@@ -299,6 +299,15 @@ def test_csv_round_trips_with_pandas(ablation_dir: Path, tmp_path: Path) -> None
     pd.testing.assert_frame_equal(pd.read_csv(path), per_class, check_dtype=False)
 
 
+def test_subset_names_parse_and_bad_ones_are_refused() -> None:
+    assert records.parse_subset("none") == LATTICE[0] and records.parse_subset(" ALL ") == LATTICE[-1]
+    assert records.parse_subset("aux_prosody+Text") == (True, False, True)
+    with pytest.raises(records.AnalysisError, match=r"'face\+gaze' is not none, all .*\(unknown: gaze\)"):
+        records.parse_subset("face+gaze")
+    with pytest.raises(records.AnalysisError, match=r"\(unknown: ''\), e.g. text\+prosody"):
+        records.parse_subset("text+")
+
+
 def test_per_class_table_shows_support_and_the_chosen_subsets(ablation_dir: Path) -> None:
     experiment = analyse([ablation_dir])
     chosen = tables.default_subsets(experiment.ablation)

@@ -163,7 +163,7 @@ def test_refusals_before_any_trial(tmp_path, capsys):
     err = refusal(capsys, ["--mode", "search", "--subsets", "none", *common])
     assert "--subsets picks cells of the ablation grid; it has no meaning with --mode search" in err
     err = refusal(capsys, ["--mode", "ablation", "--subsets", "none,gaze", *common])
-    assert "--subsets: 'none,gaze'" not in err and "--subsets: 'gaze' is not none, all" in err
+    assert "'none,gaze'" not in err and "--subsets: subset 'gaze' is not none, all" in err
     assert not (tmp_path / "exp").exists()  # nothing was created by a refused request
 
 
