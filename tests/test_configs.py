@@ -16,15 +16,20 @@ import copy
 import json
 import re
 import shlex
+import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
 
-from omnimer.config import TARGETS, load_train_config
-
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from omnimer import cli  # noqa: E402
+from omnimer.config import TARGETS, load_train_config  # noqa: E402
+from sweeps import aux_ablation as sweep  # noqa: E402
+
 CONFIG_DIRS = ("cluster", "sweeps/configs")
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 # Where every node of the shipped clusters mounts the shared file system (EFS / an RWX PVC).
@@ -93,47 +98,24 @@ class InterfaceError(ValueError):
     pass
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting, so that a bad command fails the test with its message."""
-
-    def error(self, message: str):
-        raise InterfaceError(message)
-
-
-def _seeds(text: str) -> list[int]:
-    seeds = [int(s) for s in text.split(",") if s.strip()]
-    if not seeds:
-        raise ValueError(f"empty seed list {text!r}")
-    return seeds
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, raising instead of exiting (argparse writes the reason to stderr)."""
+    try:
+        return parser.parse_args(argv)
+    except SystemExit:
+        raise InterfaceError(
+            f"{parser.prog} refuses {shlex.join(argv)!r} (its reason is on stderr)"
+        ) from None
 
 
-def sweep_parser() -> argparse.ArgumentParser:
-    """The interface of sweeps/aux_ablation.py as issue 4 specifies it.
-
-    ``--config`` is required here (the script also runs ``--smoke-test`` without one): every command
-    shipped in a config or manifest names the config it runs.
-    """
-    parser = _Parser(prog=SWEEP_SCRIPT)
-    parser.add_argument("--mode", required=True, choices=("ablation", "search"))
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--storage-path", required=True)
-    parser.add_argument("--target", choices=TARGETS)
-    parser.add_argument("--seeds", type=_seeds)
-    parser.add_argument("--num-samples", type=int)
-    parser.add_argument("--best-of")
-    parser.add_argument("--smoke-test", action="store_true")
-    parser.add_argument("overrides", nargs="*")
-    return parser
-
-
-def train_parser() -> argparse.ArgumentParser:
-    """The interface of ``omnimer train`` (omnimer/cli.py)."""
-    parser = _Parser(prog="omnimer train")
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--num-cpus", type=int)
-    parser.add_argument("overrides", nargs="*")
-    return parser
+def parse_sweep(argv: list[str]) -> argparse.Namespace:
+    """The arguments as sweeps/aux_ablation.py reads them: its own parser, and its list parsers."""
+    args = _parse(sweep.build_parser(), argv)
+    if args.mode not in sweep.MODES or args.target not in TARGETS:
+        raise InterfaceError(f"--mode {args.mode} / --target {args.target}: unknown")
+    args.seeds = sweep.parse_seeds(args.seeds)
+    args.subsets = sweep.parse_subsets(args.subsets)
+    return args
 
 
 def parse_launch(command: str) -> tuple[str, argparse.Namespace]:
@@ -147,13 +129,15 @@ def parse_launch(command: str) -> tuple[str, argparse.Namespace]:
             assert (REPO / tokens[i + 1]).is_file(), f"--runtime-env {tokens[i + 1]} does not exist"
     for i in range(len(tokens) - 1):
         if tokens[i] in ("python", "python3") and tokens[i + 1] == SWEEP_SCRIPT:
-            kind, args = "sweep", sweep_parser().parse_args(tokens[i + 2 :])
+            kind, args = "sweep", parse_sweep(tokens[i + 2 :])
             break
         if tokens[i : i + 2] == ["omnimer", "train"]:
-            kind, args = "train", train_parser().parse_args(tokens[i + 2 :])
+            kind, args = "train", _parse(cli.build_parser(), tokens[i + 1 :])
             break
     else:
         raise AssertionError(f"no `python {SWEEP_SCRIPT} ...` or `omnimer train ...` in {command!r}")
+    if args.config is None:  # both also run without one (the embedded default, or overrides alone)
+        raise InterfaceError(f"a shipped command names the --config it runs: {command!r}")
     config = REPO / args.config
     assert config.is_file(), f"--config {args.config} does not exist in the repository"
     load_train_config(str(config), args.overrides)
@@ -176,9 +160,14 @@ def test_launch_command_parser_refuses_what_the_interface_does_not_allow():
     good = "python sweeps/aux_ablation.py --mode ablation --config sweeps/configs/smoke.yaml --name n"
     assert parse_launch(good + " --storage-path runs/x --seeds 0,1")[1].seeds == [0, 1]
     no_storage, bad_mode = good, good.replace("--mode ablation", "--mode grid") + " --storage-path d"
-    for bad in (no_storage, bad_mode, good + " --storage-path d --seeds ,"):
+    no_config = good.replace("--config sweeps/configs/smoke.yaml", "--smoke-test") + " --storage-path d"
+    for bad in (no_storage, bad_mode, no_config, "omnimer train train.epochs=1"):
         with pytest.raises(InterfaceError):
             parse_launch(bad)
+    with pytest.raises(sweep.SweepError, match="is empty"):
+        parse_launch(good + " --storage-path d --seeds ,")
+    with pytest.raises(sweep.SweepError, match="unknown: gaze"):
+        parse_launch(good + " --storage-path d --subsets none,gaze")
     with pytest.raises(ValueError, match="did you mean 'train.epochs'"):
         parse_launch(good + " --storage-path d train.epoch=2")
     with pytest.raises(AssertionError, match="not under /mnt/shared"):
