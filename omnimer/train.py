@@ -321,6 +321,10 @@ def step_losses(
 ) -> tuple[torch.Tensor, dict, int]:
     """The loss of one training step on ``rows``; returns the combined loss, its parts, and tokens.
 
+    ``parts`` (detached, for logging) holds ``main``, ``total`` and each enabled aux task's loss, but
+    not a task that none of ``rows`` has a target for: it adds nothing to ``total`` and measures
+    nothing.
+
     The conversations of the main task and of every aux task with λ > 0
     (:func:`omnimer.tasks.build_task_batches`) are collated; the main task's batch is forwarded, then
     the aux tasks' (packed into as few forwards as :func:`omnimer.collate.pack_batches` allows).
@@ -359,10 +363,11 @@ def step_losses(
     # loss. If another worker's rows have one, this worker runs a filler batch of it all the same:
     # under ZeRO-3 every worker must run the same forwards and backwards.
     aux_losses: dict[str, torch.Tensor] = {}
-    fillers = set()
+    fillers, untargeted = set(), set()
     for task in AUX_COLUMNS:
         if weights.get(task, 0.0) > 0 and task not in collated:
             aux_losses[task] = torch.zeros((), device=device)
+            untargeted.add(task)
             if shapes is not None and shapes[task][0] > 0:
                 collated[task] = _filler_batch(task, processor, media, cfg, frame_size)
                 fillers.add(task)
@@ -377,6 +382,8 @@ def step_losses(
             else:
                 aux_losses[task] = losses.token_loss(out.logits[span], labels[span])
     total, parts = losses.combine(main, aux_losses, weights)
+    for task in untargeted:
+        del parts[task]
     return total, parts, tokens
 
 
@@ -510,7 +517,9 @@ def train_loop_per_worker(config: dict) -> None:
         started = time.time()
         engine.train()
         order = _epoch_order(train_rows, cfg, epoch, labels, counts)
+        # Per part: its sum and the steps that had it (a task without targets in a step has no part).
         sums: dict[str, float] = {}
+        steps: dict[str, int] = {}
         for step in range(steps_per_epoch):
             rows = [
                 train_rows[i] for i in order[step * cfg.train.batch_size : (step + 1) * cfg.train.batch_size]
@@ -520,6 +529,7 @@ def train_loop_per_worker(config: dict) -> None:
             engine.step()
             for key, value in parts.items():
                 sums[key] = sums.get(key, 0.0) + float(value)
+                steps[key] = steps.get(key, 0) + 1
             if writer is not None:
                 global_step = epoch * steps_per_epoch + step
                 for key, value in parts.items():
@@ -530,7 +540,7 @@ def train_loop_per_worker(config: dict) -> None:
         elapsed = time.time() - started
         entry = {
             "epoch": epoch + 1,
-            "train_loss": {k: v / steps_per_epoch for k, v in sums.items()},
+            "train_loss": {k: v / steps[k] for k, v in sums.items()},
             "valid": evaluator.evaluate(engine, eval_rows["valid"], device, world_size),
             "test": None,
             "seconds": elapsed,
