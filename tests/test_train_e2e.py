@@ -17,8 +17,8 @@ CLI = [sys.executable, "-m", "omnimer.cli"]
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run(args, env, timeout=900):
-    result = subprocess.run(CLI + args, env=env, capture_output=True, text=True, timeout=timeout)
+def run(args, env, timeout=900, command=CLI):
+    result = subprocess.run(command + args, env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-5000:])
     return result
 
@@ -272,15 +272,7 @@ def test_a_failed_run_says_so_and_a_failed_trial_is_left_to_its_sweep(workspace)
         "train.fail_at_epoch=1",
         "train.max_failures=0",
     ]
-    result = subprocess.run(
-        [sys.executable, "-c", FAILING_RUNS, *overrides],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO,
-    )
-    assert result.returncode == 0, result.stderr[-5000:]
+    result = run(["-c", FAILING_RUNS, *overrides], env, timeout=600, command=[sys.executable])
     for name in ("alone", "trial"):
         assert f"{name} raised: training failed:" in result.stdout
     alone = json.loads((root / "failing" / "alone" / "record.json").read_text())
