@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import stats
-from analysis.records import LATTICE, TASKS, Subset, subset_name
+from omnimer.subsets import LATTICE, TASKS, Subset, subset_name
 
 log = logging.getLogger(__name__)
 

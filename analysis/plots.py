@@ -23,8 +23,8 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from analysis.attribution import Attribution
-from analysis.records import LATTICE, TASKS, Subset, subset_name
 from analysis.tables import ablation_rows
+from omnimer.subsets import LATTICE, TASKS, Subset, subset_name
 
 # pyplot picks its backend at the first figure, so switching here is early enough: a headless machine
 # (a cluster node, CI) has no display.

@@ -39,13 +39,13 @@ from typing import Any
 
 import pandas as pd
 
-from omnimer import storage
+from omnimer import storage, subsets
+from omnimer.subsets import TASKS, Subset, subset_name
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 RECORD_FILE = "record.json"
-TASKS = ("text", "face", "prosody")
 # The λ of each aux task in the config's `loss` section; a task is enabled iff its λ > 0 (DESIGN §4).
 AUX_WEIGHT_KEYS = {task: f"loss.aux_weight_{task}" for task in TASKS}
 SPLITS = ("valid", "test")
@@ -54,21 +54,6 @@ STATUSES = ("finished", "stopped", "failed", "running")
 WITH_METRICS = ("finished", "stopped")
 MODES = ("ablation", "search", "single")
 METRICS = ("macro_f1", "weighted_f1", "accuracy", "macro_precision", "macro_recall")
-
-Subset = tuple[bool, bool, bool]
-# The 2³ lattice in the order of a paper's ablation table: by size, then text, face, prosody.
-LATTICE: tuple[Subset, ...] = (
-    (False, False, False),
-    (True, False, False),
-    (False, True, False),
-    (False, False, True),
-    (True, True, False),
-    (True, False, True),
-    (False, True, True),
-    (True, True, True),
-)
-NO_AUX: Subset = LATTICE[0]
-ALL_AUX: Subset = LATTICE[-1]
 
 
 class AnalysisError(Exception):
@@ -88,27 +73,12 @@ def as_location(text: str | Path) -> Location:
     return str(text).rstrip("/") if storage.is_remote(text) else Path(text)
 
 
-def subset_name(subset: Subset) -> str:
-    """``none``, ``face``, ``text+prosody``, ``text+face+prosody``."""
-    enabled = [task for task, on in zip(TASKS, subset, strict=True) if on]
-    return "+".join(enabled) if enabled else "none"
-
-
 def parse_subset(name: str) -> Subset:
-    """Inverse of :func:`subset_name`; also accepts ``all`` and ``aux_`` prefixes (``aux_face``)."""
-    text = name.strip().lower()
-    if text == "none":
-        return NO_AUX
-    if text == "all":
-        return ALL_AUX
-    parts = [p.strip().removeprefix("aux_") for p in text.split("+")]
-    unknown = [p for p in parts if p not in TASKS]
-    if unknown:
-        raise AnalysisError(
-            f"subset {name!r} is not none, all or a '+'-joined list of {', '.join(TASKS)} "
-            f"(unknown: {', '.join(repr(p) if not p else p for p in unknown)}), e.g. text+prosody"
-        )
-    return tuple(task in parts for task in TASKS)  # type: ignore[return-value]
+    """:func:`omnimer.subsets.parse_subset`, refusing a bad name with an :class:`AnalysisError`."""
+    try:
+        return subsets.parse_subset(name)
+    except subsets.SubsetError as err:
+        raise AnalysisError(str(err)) from None
 
 
 # ------------------------------------------------------------------------------------ finding records

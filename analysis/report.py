@@ -25,8 +25,9 @@ import pandas as pd
 from analysis import attribution as attribution_module
 from analysis import records, tables
 from analysis.attribution import Attribution
-from analysis.records import AnalysisError, Subset, parse_subset, subset_name
+from analysis.records import AnalysisError, parse_subset
 from omnimer import storage
+from omnimer.subsets import Subset, subset_name
 
 log = logging.getLogger(__name__)
 

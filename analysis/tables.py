@@ -21,18 +21,8 @@ import yaml
 
 from analysis import stats
 from analysis.attribution import Attribution
-from analysis.records import (
-    ALL_AUX,
-    LATTICE,
-    NO_AUX,
-    SPLITS,
-    TASKS,
-    AnalysisError,
-    Subset,
-    parse_subset,
-    subset_name,
-    trial_rows,
-)
+from analysis.records import SPLITS, AnalysisError, parse_subset, trial_rows
+from omnimer.subsets import ALL_AUX, LATTICE, NO_AUX, TASKS, Subset, subset_name
 
 log = logging.getLogger(__name__)
 

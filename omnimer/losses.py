@@ -38,12 +38,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from omnimer import subsets
 from omnimer.config import LOSS_SCHEMES, LossConfig
 
 IGNORE_INDEX = -100
 
 # Auxiliary task names, in the order of DESIGN §4; the keys of `aux_weights` and `combine`.
-AUX_TASKS = ("aux_text", "aux_face", "aux_prosody")
+AUX_TASKS = tuple(f"aux_{task}" for task in subsets.TASKS)
 
 # Keeps (1 - p_t)^γ differentiable when p_t rounds to exactly 1 and 0 < γ < 1 (d/dp would be inf · 0).
 _FOCAL_EPS = 1e-12

@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import copy
 import functools
-import itertools
 import json
 import logging
 import math
@@ -65,11 +64,11 @@ from omnimer.config import (  # noqa: E402
     apply_overrides,
     load_train_config,
 )
+from omnimer.subsets import LATTICE, TASKS, Subset, SubsetError, parse_subset, subset_name  # noqa: E402
 
 log = logging.getLogger("omnimer.sweeps")
 
 MODES = ("ablation", "search")
-AUX_TASKS = ("text", "face", "prosody")
 SMOKE_CONFIG = REPO / "sweeps" / "configs" / "smoke.yaml"
 # The Tune trial itself (this file's train_driver) only waits on its Train run.
 DRIVER_CPUS = 0.125
@@ -99,28 +98,13 @@ class SweepError(ValueError):
 # ----------------------------------------------------------------------------------- the search space
 
 
-def subset_name(subset: dict[str, bool]) -> str:
-    """``text+face``, ``none``, ... : the name of an aux-task subset in run names and tables."""
-    enabled = [t for t in AUX_TASKS if subset[t]]
-    return "+".join(enabled) if enabled else "none"
-
-
-def all_subsets() -> list[dict[str, bool]]:
-    """The 2³ subsets of the aux tasks, from none to all."""
-    combos = itertools.product((False, True), repeat=len(AUX_TASKS))
-    subsets = [dict(zip(AUX_TASKS, flags, strict=True)) for flags in combos]
-    return sorted(subsets, key=lambda s: (sum(s.values()), [not s[t] for t in AUX_TASKS]))
-
-
 def parse_subsets(text: str | None) -> list[str]:
     """``--subsets``: the names of the ablation cells to run, in lattice order (all 8 without it).
 
     Each item is ``none``, ``all`` or a ``+``-joined list of text, face, prosody (``text+prosody``),
     read as ``python -m analysis`` reads a subset name.
     """
-    from analysis.records import AnalysisError, parse_subset
-
-    names = [subset_name(s) for s in all_subsets()]
+    names = [subset_name(s) for s in LATTICE]
     if text is None:
         return names
     items = [part.strip() for part in text.split(",") if part.strip()]
@@ -129,20 +113,19 @@ def parse_subsets(text: str | None) -> list[str]:
     chosen = set()
     for item in items:
         try:
-            flags = parse_subset(item)
-        except AnalysisError as err:
+            chosen.add(subset_name(parse_subset(item)))
+        except SubsetError as err:
             raise SweepError(f"--subsets: {err}") from None
-        chosen.add(subset_name(dict(zip(AUX_TASKS, flags, strict=True))))
     if len(chosen) != len(items):
         raise SweepError(f"--subsets {text!r} names a subset twice")
     return [name for name in names if name in chosen]
 
 
-def ablation_overrides(base: dict, subset: dict[str, bool], seed: int) -> dict:
+def ablation_overrides(base: dict, subset: Subset, seed: int) -> dict:
     """The trial config of one ablation cell: a disabled task gets λ = 0, an enabled one keeps its λ."""
     values = copy.deepcopy(base)
-    for task in AUX_TASKS:
-        if not subset[task]:
+    for task, enabled in zip(TASKS, subset, strict=True):
+        if not enabled:
             values["loss"][f"aux_weight_{task}"] = 0.0
     values["train"]["seed"] = seed
     return values
@@ -157,7 +140,7 @@ def search_space(trial, base_lr: float) -> None:
     trial.suggest_categorical("model.lora.rank", [4, 8, 16, 32, 64])
     trial.suggest_categorical("lora_alpha_over_rank", [1, 2, 4])
     trial.suggest_float("train.lr", base_lr / 10, min(base_lr * 10, 0.5), log=True)
-    for task in AUX_TASKS:
+    for task in TASKS:
         trial.suggest_float(f"loss.aux_weight_{task}", 0.0, 1.0)
     scheme = trial.suggest_categorical("loss.scheme", list(LOSS_SCHEMES))
     if scheme == "effective_number":
@@ -189,8 +172,7 @@ def trial_config(params: dict) -> tuple[TrainConfig, dict]:
     """TrainConfig and sweep metadata of one trial, from the Tune param dict (pure: unit-tested)."""
     base = params["base"]
     if params["mode"] == "ablation":
-        subset = dict(zip(AUX_TASKS, params["subset"], strict=True))
-        values = ablation_overrides(base, subset, params["seed"])
+        values = ablation_overrides(base, tuple(params["subset"]), params["seed"])
     else:
         values = search_overrides(base, params["search"])
         values["train"]["seed"] = params["seed"]
@@ -202,7 +184,7 @@ def trial_config(params: dict) -> tuple[TrainConfig, dict]:
         "mode": params["mode"],
         "trial_id": params.get("trial_id", run_name),
         "seed": cfg.train.seed,
-        "subset": {t: getattr(cfg.loss, f"aux_weight_{t}") > 0 for t in AUX_TASKS},
+        "subset": {t: getattr(cfg.loss, f"aux_weight_{t}") > 0 for t in TASKS},
     }
     return cfg, sweep
 
@@ -437,7 +419,7 @@ def plan(args: argparse.Namespace) -> dict:
     except (ValueError, TypeError) as err:
         raise SweepError(f"{config_path}: {err}") from None
     if args.mode == "ablation":
-        off = [t for t in AUX_TASKS if getattr(cfg.loss, f"aux_weight_{t}") == 0]
+        off = [t for t in TASKS if getattr(cfg.loss, f"aux_weight_{t}") == 0]
         if off:
             raise SweepError(
                 f"{config_path}: the ablation grid enables each aux task in turn, but loss.aux_weight_"
@@ -501,9 +483,7 @@ def build_tuner(sweep: dict, base: TrainConfig, slots: int, trainable):
     if sweep["mode"] == "ablation":
         param_space = {
             **constant,
-            "subset": tune.grid_search(
-                [[s[t] for t in AUX_TASKS] for s in all_subsets() if subset_name(s) in sweep["subsets"]]
-            ),
+            "subset": tune.grid_search([list(s) for s in LATTICE if subset_name(s) in sweep["subsets"]]),
             "seed": tune.grid_search(sweep["seeds"]),
         }
         tune_config = tune.TuneConfig(max_concurrent_trials=slots, reuse_actors=False)
@@ -579,8 +559,7 @@ def settle_records(results, runs_dir: Path | str, mode: str) -> dict[str, int]:
 def run_name_of(params: dict, trial_id: str | None) -> str:
     """A trial's run name from its Tune config (the same rule as :func:`trial_config`)."""
     if params.get("mode") == "ablation":
-        subset = dict(zip(AUX_TASKS, params["subset"], strict=True))
-        return f"{subset_name(subset)}-seed{params['seed']}"
+        return f"{subset_name(tuple(params['subset']))}-seed{params['seed']}"
     return f"trial-{trial_id}"
 
 

@@ -24,9 +24,10 @@ import pytest
 
 from analysis import attribution, records, stats, tables
 from analysis.__main__ import main
-from analysis.records import LATTICE, TASKS, AnalysisError, subset_name
+from analysis.records import AnalysisError
 from analysis.report import ablation_summary, analyse, build_tables, write_report
 from omnimer.config import TrainConfig, load_train_config
+from omnimer.subsets import LATTICE, TASKS, subset_name
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = ["netral", "senang_sekali", "sedih"]  # an underscore, to check LaTeX escaping

@@ -3,6 +3,7 @@ that must happen before a trial starts."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from omnimer.config import TrainConfig, load_train_config  # noqa: E402
+from omnimer.subsets import LATTICE, TASKS, parse_subset, subset_name  # noqa: E402
 from sweeps import aux_ablation as sweep  # noqa: E402
 
 DEMO = REPO / "sweeps" / "configs" / "demo.yaml"
@@ -33,29 +35,29 @@ def params(mode="ablation", **extra) -> dict:
 
 
 def test_the_grid_is_the_eight_subsets_from_none_to_all():
-    subsets = sweep.all_subsets()
-    assert len(subsets) == 8
-    assert len({sweep.subset_name(s) for s in subsets}) == 8
-    assert sweep.subset_name(subsets[0]) == "none"
-    assert sweep.subset_name(subsets[-1]) == "text+face+prosody"
-    assert [sum(s.values()) for s in subsets] == [0, 1, 1, 1, 2, 2, 2, 3]
+    assert sorted(LATTICE) == sorted(itertools.product((False, True), repeat=3))
+    assert len({subset_name(s) for s in LATTICE}) == 8
+    assert subset_name(LATTICE[0]) == "none"
+    assert subset_name(LATTICE[-1]) == "text+face+prosody"
+    assert [sum(s) for s in LATTICE] == [0, 1, 1, 1, 2, 2, 2, 3]
+    assert [parse_subset(subset_name(s)) for s in LATTICE] == list(LATTICE)
 
 
-@pytest.mark.parametrize("subset", sweep.all_subsets(), ids=sweep.subset_name)
+@pytest.mark.parametrize("subset", LATTICE, ids=subset_name)
 def test_an_ablation_cell_zeroes_exactly_the_disabled_tasks(subset):
-    cfg, meta = sweep.trial_config(params(subset=[subset[t] for t in sweep.AUX_TASKS], seed=3))
-    for task in sweep.AUX_TASKS:
+    cfg, meta = sweep.trial_config(params(subset=list(subset), seed=3))
+    for task, enabled in zip(TASKS, subset, strict=True):
         weight = getattr(cfg.loss, f"aux_weight_{task}")
-        assert weight == (0.3 if subset[task] else 0.0)
+        assert weight == (0.3 if enabled else 0.0)
     assert cfg.train.seed == 3
-    assert cfg.run.name == f"{sweep.subset_name(subset)}-seed3"
+    assert cfg.run.name == f"{subset_name(subset)}-seed3"
     assert cfg.run.output_dir == "/tmp/exp/runs"
     assert meta == {
         "experiment": "exp",
         "mode": "ablation",
         "trial_id": cfg.run.name,
         "seed": 3,
-        "subset": subset,
+        "subset": dict(zip(TASKS, subset, strict=True)),
     }
 
 
@@ -96,7 +98,7 @@ def test_the_search_space_suggests_a_scheme_parameter_only_for_its_scheme(scheme
     assert scheme_params == conditional
     assert trial.params["model.lora.rank"] in (4, 8, 16, 32, 64)
     assert 0.0003 <= trial.params["train.lr"] <= 0.03
-    assert all(0 <= trial.params[f"loss.aux_weight_{t}"] <= 1 for t in sweep.AUX_TASKS)
+    assert all(0 <= trial.params[f"loss.aux_weight_{t}"] <= 1 for t in TASKS)
     # Every sampled key but the alpha ratio is a config key: a trial config builds from them.
     values = sweep.search_overrides(base_values(), trial.params)
     TrainConfig.from_dict(values)
@@ -121,7 +123,7 @@ def test_seeds_parse():
 
 
 def test_subsets_parse_into_lattice_order():
-    assert sweep.parse_subsets(None) == [sweep.subset_name(s) for s in sweep.all_subsets()]
+    assert sweep.parse_subsets(None) == [subset_name(s) for s in LATTICE]
     assert sweep.parse_subsets("all, none") == ["none", "text+face+prosody"]
     assert sweep.parse_subsets("Prosody+text,face") == ["face", "text+prosody"]
 
@@ -333,7 +335,7 @@ def test_close_record_settles_runs_in_a_bucket(s3_bucket):
     record = {
         "status": "running",
         "config": {"data": {"target": "emotion"}},
-        "sweep": {"subset": dict.fromkeys(sweep.AUX_TASKS, False)},
+        "sweep": {"subset": dict.fromkeys(TASKS, False)},
     }
     storage.write_json(storage.join(runs, "none-seed0", "record.json"), record)
     assert sweep.run_records(runs) == [f"{runs}/none-seed0/record.json"]
