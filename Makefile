@@ -54,7 +54,7 @@ $(DEMO_SHARDS)/dataset.json: $(DEMO_CORPUS)/Annotations.csv
 		--max-audio-seconds 4 --overwrite
 
 test: venv
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --durations=15
 
 # The bench measures the demo sweep's efficiency, so it runs that sweep once if it has not run.
 $(DEMO_EXPERIMENT)/timings.json: | venv $(DEMO_SHARDS)/dataset.json $(DEMO_MODEL)/config.json
