@@ -57,10 +57,10 @@ test: venv
 	$(PY) -m pytest tests --durations=15
 
 # The bench measures the demo sweep's efficiency, so it runs that sweep once if it has not run.
-$(DEMO_EXPERIMENT)/timings.json: | venv $(DEMO_SHARDS)/dataset.json $(DEMO_MODEL)/config.json
+$(DEMO_EXPERIMENT)/invocations.json: | venv $(DEMO_SHARDS)/dataset.json $(DEMO_MODEL)/config.json
 	$(DEMO_SWEEP)
 
-bench: venv $(DEMO_EXPERIMENT)/timings.json
+bench: venv $(DEMO_EXPERIMENT)/invocations.json
 	$(PY) -m tests.bench --sweep $(DEMO_EXPERIMENT)
 
 lint: venv

@@ -14,6 +14,8 @@ exit code 2 and the message.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -27,6 +29,7 @@ from analysis import records, tables
 from analysis.attribution import Attribution
 from analysis.records import AnalysisError, parse_subset
 from omnimer import storage
+from omnimer.provenance import short_version
 from omnimer.subsets import Subset, subset_name
 
 log = logging.getLogger(__name__)
@@ -239,7 +242,7 @@ def write_plots(experiment: Experiment, out: Path, subsets: Sequence[str] | None
 
 def _provenance(experiment: Experiment) -> list[str]:
     counts = records.status_counts(experiment.trials)
-    shas = sorted({str((t.record.get("git") or {}).get("sha"))[:12] for t in experiment.trials})
+    versions = sorted({short_version(t.record) for t in experiment.trials})
     dirty = sum(bool((t.record.get("git") or {}).get("dirty")) for t in experiment.trials)
     label_sets = sorted({t.label_set for t in experiment.trials})
     return [
@@ -249,9 +252,60 @@ def _provenance(experiment: Experiment) -> list[str]:
         f"- trials: {len(experiment.trials)} ("
         + ", ".join(f"{n} {s}" for s, n in counts.items())
         + "; stopped = early-stopped by ASHA)",
-        f"- code: git {', '.join(shas)}"
+        f"- code: {', '.join(versions)}"
         + (f" ({dirty} of the trials ran from a work tree with uncommitted changes)" if dirty else ""),
     ]
+
+
+INVOCATIONS_FILE = "invocations.json"
+
+
+def read_invocations(exp_dir: records.Location) -> list[dict]:
+    """The sweep invocations of an experiment dir (``invocations.json``; none for a lone run)."""
+    path = storage.join(exp_dir, INVOCATIONS_FILE)
+    if not storage.is_file(path):
+        return []
+    try:
+        return json.loads(storage.read_text(path))
+    except json.JSONDecodeError as error:
+        raise AnalysisError(f"{path}: not valid JSON ({error})") from None
+
+
+def invocation_lines(experiment: Experiment) -> list[str]:
+    """Which invocation of the sweep ran which trials, with each invocation's code and host.
+
+    A trial belongs to the invocation that wrote its record last (a trial cut off by a killed driver
+    belongs to the invocation that resumed and finished it).
+    """
+    lines: list[str] = []
+    for exp_dir in experiment.exp_dirs:
+        invocations = read_invocations(exp_dir)
+        if not invocations:
+            continue
+        ran: dict[object, list[str]] = {}
+        for trial in experiment.trials:
+            if trial.exp_dir == exp_dir:
+                ran.setdefault((trial.record.get("sweep") or {}).get("invocation"), []).append(trial.run_name)
+        lines += [
+            f"Invocations of `{storage.basename(exp_dir)}` (`{INVOCATIONS_FILE}`):",
+            "",
+            "| # | started (UTC) | host | code | slots | resumed | wall | trials it ran |",
+            "|--:|:--|:--|:--|--:|:-:|--:|:--|",
+        ]
+        for entry in invocations:
+            started = dt.datetime.fromtimestamp(entry["started"], dt.UTC).strftime("%Y-%m-%d %H:%M")
+            wall = entry.get("wall_seconds")
+            names = sorted(ran.get(entry["invocation"], []))
+            lines.append(
+                f"| {entry['invocation']} | {started} | {entry.get('host', '?')} | {short_version(entry)} "
+                f"| {entry.get('slots', '?')} | {'yes' if entry.get('resumed') else 'no'} "
+                f"| {'did not end (driver lost)' if wall is None else f'{wall:.0f} s'} "
+                f"| {len(names)}: {', '.join(f'`{n}`' for n in names) if names else '—'} |"
+            )
+        if ran.get(None):
+            lines.append(f"\n{len(ran[None])} trial(s) were recorded before invocations were numbered.")
+        lines.append("")
+    return lines
 
 
 def _image(plots_by_name: dict[str, Path], name: str, alt: str, out: Path) -> list[str]:
@@ -320,6 +374,9 @@ def report_markdown(
     curves = _image(plots_by_name, "learning_curves", "valid macro-F1 per epoch", out)
     lines += curves or ["No trial has an epoch history yet.", ""]
     lines += _failed_section(experiment)
+    invocations = invocation_lines(experiment)
+    if invocations:
+        lines += ["## Invocations", "", *invocations]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -30,10 +30,8 @@ import math
 import os
 import random
 import shutil
-import subprocess
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +50,7 @@ from omnimer.collate import (
 )
 from omnimer.config import TrainConfig
 from omnimer.labels import LabelSet
+from omnimer.provenance import code_version, in_repo, package_versions, repo_relative
 from omnimer.tasks import AUX_COLUMNS, MAIN, aux_conversation, build_task_batches, main_conversation
 
 log = logging.getLogger(__name__)
@@ -60,8 +59,6 @@ RECORD_SCHEMA_VERSION = 1
 STATE_FILE = "omnimer_state.json"
 DATASET = "shards"  # the one Ray Dataset a run's workers read (all splits)
 DS_TAG = "deepspeed"
-REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("torch", "transformers", "peft", "ray", "deepspeed", "optuna", "pyarrow", "decord", "numpy")
 # Columns the training loop reads (the shards also hold provenance and raw prosody).
 TRAIN_COLUMNS = [
     "clip_id",
@@ -82,29 +79,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def git_state() -> dict:
-    """The code's git SHA and whether the work tree had uncommitted changes (None outside a checkout)."""
-    try:
-        sha = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = bool(
-            subprocess.run(
-                ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-        )
-        return {"sha": sha, "dirty": dirty}
-    except (OSError, subprocess.CalledProcessError):
-        return {"sha": None, "dirty": None}
-
-
-def package_versions() -> dict:
-    return {name: metadata.version(name) for name in PACKAGES}
 
 
 def run_location(cfg: TrainConfig) -> str:
@@ -158,10 +132,7 @@ def lr_lambda(total_steps: int, warmup_ratio: float):
 
 def deepspeed_config(cfg: TrainConfig, world_size: int) -> dict:
     """The ZeRO config from ``cluster/deepspeed``, completed with this run's batch sizes and precision."""
-    path = Path(cfg.train.deepspeed_config)
-    if not path.is_absolute():
-        path = REPO / path
-    ds = json.loads(path.read_text())
+    ds = json.loads(in_repo(cfg.train.deepspeed_config).read_text())
     ds["train_micro_batch_size_per_gpu"] = cfg.train.batch_size
     ds["gradient_accumulation_steps"] = cfg.train.grad_accum
     ds["train_batch_size"] = cfg.train.batch_size * cfg.train.grad_accum * world_size
@@ -728,25 +699,27 @@ def validate_run(cfg: TrainConfig) -> dict:
         resolve_checkpoint(cfg.model.name_or_path)
     except OSError as err:
         raise ValueError(f"model.name_or_path: {err}") from None
-    ds_path = Path(cfg.train.deepspeed_config)
-    if not (ds_path if ds_path.is_absolute() else REPO / ds_path).is_file():
+    if not in_repo(cfg.train.deepspeed_config).is_file():
         raise ValueError(f"train.deepspeed_config {cfg.train.deepspeed_config!r} does not exist")
     return info
 
 
 def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
-    """Resolve the config's local paths on the driver: Ray workers run in another working directory."""
+    """Resolve the config's local paths on the driver: Ray workers run in another working directory.
+
+    The data, the model and the output dir become absolute (relative ones are taken from the current
+    directory). A repository file (``train.deepspeed_config``) becomes repo-relative instead: every
+    process resolves it in its own copy of the code (:func:`omnimer.provenance.in_repo`), so a record
+    or a sweep's Tune state holds no path into one Ray session's unpacked working dir.
+    """
     model = cfg.model
     if Path(model.name_or_path).expanduser().exists():
         model = dataclasses.replace(model, name_or_path=str(Path(model.name_or_path).expanduser().resolve()))
-    ds_path = Path(cfg.train.deepspeed_config)
     return dataclasses.replace(
         cfg,
         data=dataclasses.replace(cfg.data, path=str(Path(cfg.data.path).resolve())),
         model=model,
-        train=dataclasses.replace(
-            cfg.train, deepspeed_config=str(ds_path if ds_path.is_absolute() else REPO / ds_path)
-        ),
+        train=dataclasses.replace(cfg.train, deepspeed_config=repo_relative(cfg.train.deepspeed_config)),
         run=dataclasses.replace(
             cfg.run,
             # An object store URI stays one; a local path (or file:// URI) becomes an absolute path.
@@ -832,7 +805,7 @@ def run_training(
             "label_set": info["label_sets"][cfg.data.target]["key"],
             "counts": info["counts"]["rows"],
         },
-        "git": git_state(),
+        **code_version(),
         "packages": package_versions(),
     }
     if sweep is not None:
@@ -876,12 +849,44 @@ def finished_record(cfg: TrainConfig) -> dict | None:
     if not storage.is_file(path):
         return None
     previous = storage.read_json(path)
-    if previous["config"] != json.loads(json.dumps(cfg.to_dict())):
+    changed = differences(comparable_config(previous["config"]), comparable_config(cfg.to_dict()))
+    if changed:
         raise ValueError(
-            f"{run_dir} already holds a run with a different config; choose another run.name "
-            "or remove that directory"
+            f"{run_dir} already holds a run with a different config ({changed}); choose "
+            "another run.name or remove that directory"
         )
     return previous if previous["status"] == "finished" else None
+
+
+def comparable_config(values: dict) -> dict[str, Any]:
+    """A run config as flat dotted keys (``train.lr``) with JSON values, its repository paths
+    repo-relative: a config written from another copy of the code (an earlier Ray session's working
+    dir) compares equal to the same config today."""
+    flat: dict[str, Any] = {}
+
+    def walk(node: dict, prefix: str) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict) and value:
+                walk(value, f"{prefix}{key}.")
+            else:
+                flat[f"{prefix}{key}"] = value
+
+    walk(json.loads(json.dumps(values)), "")
+    if isinstance(flat.get("train.deepspeed_config"), str):
+        flat["train.deepspeed_config"] = repo_relative(flat["train.deepspeed_config"])
+    return flat
+
+
+def differences(previous: dict[str, Any], current: dict[str, Any], shown: int = 6) -> str:
+    """``key: previous → current; ...`` (JSON values) for the keys whose values differ between two flat
+    dicts, the first ``shown`` of them ("" if none differ)."""
+    changed = [
+        f"{key}: {json.dumps(previous.get(key))} → {json.dumps(current.get(key))}"
+        for key in dict.fromkeys([*previous, *current])
+        if previous.get(key) != current.get(key)
+    ]
+    more = f"; and {len(changed) - shown} more" if len(changed) > shown else ""
+    return "; ".join(changed[:shown]) + more
 
 
 def record_from_state(state: dict) -> dict:

@@ -45,6 +45,7 @@ import functools
 import json
 import logging
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -56,7 +57,7 @@ if str(REPO) not in sys.path:  # run as a script from a checkout or a Ray job's 
 import yaml  # noqa: E402
 
 import omnimer  # noqa: E402
-from omnimer import storage  # noqa: E402
+from omnimer import provenance, storage  # noqa: E402
 from omnimer.config import (  # noqa: E402
     LOSS_SCHEMES,
     TARGETS,
@@ -76,7 +77,7 @@ DRIVER_CPUS = 0.125
 # needs a whole CPU; with every CPU reserved by trials the reads never schedule and the sweep hangs.
 DATA_CPUS = 1.0
 SWEEP_FILE = "sweep.json"
-TIMINGS_FILE = "timings.json"
+INVOCATIONS_FILE = "invocations.json"
 STUDY_FILE = "optuna.db"
 # Settings a smoke test forces on top of the config: a few steps per trial, one worker per trial so
 # two trials share a 2-core box.
@@ -178,6 +179,9 @@ def trial_config(params: dict) -> tuple[TrainConfig, dict]:
         values["train"]["seed"] = params["seed"]
     run_name = run_name_of(params, params.get("trial_id"))
     values["run"] = {"output_dir": params["runs_dir"], "name": run_name}
+    # A trial restored from the Tune state of an earlier version may hold the DeepSpeed config as a
+    # path into that Ray session's working dir: this session resolves it in its own copy.
+    values["train"]["deepspeed_config"] = provenance.repo_relative(values["train"]["deepspeed_config"])
     cfg = TrainConfig.from_dict(values)
     sweep = {
         "experiment": params["experiment"],
@@ -186,16 +190,20 @@ def trial_config(params: dict) -> tuple[TrainConfig, dict]:
         "seed": cfg.train.seed,
         "subset": {t: getattr(cfg.loss, f"aux_weight_{t}") > 0 for t in TASKS},
     }
+    if params.get("invocation") is not None:
+        sweep["invocation"] = params["invocation"]
     return cfg, sweep
 
 
 # ------------------------------------------------------------------------------------ layer 2: trial
 
 
-def train_driver(params: dict, dataset=None) -> None:
+def train_driver(params: dict, dataset=None, invocation: int | None = None) -> None:
     """One Tune trial: the Ray Train run of one config, reporting each epoch to Tune.
 
-    ``dataset`` is the sweep's shards, read once and shared by every trial (``tune.with_parameters``).
+    ``dataset`` is the sweep's shards, read once and shared by every trial, and ``invocation`` the
+    number of the sweep invocation that runs the trial (both through ``tune.with_parameters``, so
+    neither is kept in Tune's state: a resumed sweep passes its own).
     """
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -204,6 +212,7 @@ def train_driver(params: dict, dataset=None) -> None:
 
     params = dict(params)
     params["trial_id"] = tune.get_context().get_trial_id()
+    params["invocation"] = invocation
     if params["mode"] == "search":
         params["search"] = {k: v for k, v in params.items() if k not in TRIAL_KEYS}
     cfg, sweep = trial_config(params)
@@ -226,7 +235,7 @@ def record_metrics(record: dict) -> dict:
 
 
 # Keys of the Tune param dict that are not search parameters.
-TRIAL_KEYS = ("base", "mode", "experiment", "runs_dir", "subset", "seed", "trial_id")
+TRIAL_KEYS = ("base", "mode", "experiment", "runs_dir", "subset", "seed", "trial_id", "invocation")
 
 
 # ------------------------------------------------------------------------------------ layer 3: tuner
@@ -303,6 +312,12 @@ def _storage_dir(text: str) -> str:
     except storage.StorageError as err:
         raise SweepError(f"--storage-path: {err}") from None
     path = Path(text).resolve()
+    if provenance.inside_ray_package(path):
+        raise SweepError(
+            f"--storage-path {text!r} resolves to {path}, inside this Ray job's unpacked working dir, "
+            "which the next Ray session does not have: give an absolute path on storage every node "
+            "sees (e.g. /mnt/shared/experiments) or an s3:// URI"
+        )
     try:
         storage.check_writable(path)
     except OSError as err:
@@ -426,12 +441,15 @@ def plan(args: argparse.Namespace) -> dict:
                 f"{off[0]} is 0; set it to the weight the task should have when enabled (e.g. 0.3)"
             )
     root = _storage_dir(args.storage_path)  # last: a refused request creates nothing
+    experiment_dir = storage.join(root, args.name)
+    # Every trial's run section is the sweep's: runs/<run-name> under the experiment.
+    values["run"] = {"output_dir": storage.join(experiment_dir, "runs"), "name": "run"}
     return {
         "mode": args.mode,
         "name": args.name,
         "storage": root,
-        "experiment_dir": storage.join(root, args.name),
-        "config_path": str(config_path),
+        "experiment_dir": experiment_dir,
+        "config_path": provenance.repo_relative(str(Path(config_path).resolve())),
         "target": args.target,
         "seeds": seeds,
         "subsets": subsets if args.mode == "ablation" else None,
@@ -441,19 +459,40 @@ def plan(args: argparse.Namespace) -> dict:
     }
 
 
+# What makes two invocations the same sweep: what the user asked for. Not where the code was unpacked
+# (repository paths are repo-relative), not the code's version (invocations.json records it), and not
+# the base's run section (each trial's comes from the experiment dir).
+REQUEST_KEYS = ("mode", "target", "seeds", "subsets", "num_samples", "base")
+
+
+def request_view(sweep: dict) -> dict[str, object]:
+    """The request of a sweep as flat ``key: value`` pairs, the base config's keys dotted (``train.lr``)."""
+    from omnimer.train import comparable_config
+
+    sweep = json.loads(json.dumps(sweep))
+    if sweep.get("mode") == "ablation" and sweep.get("subsets") is None:  # written before --subsets
+        sweep["subsets"] = parse_subsets(None)
+    flat: dict[str, object] = {k: sweep.get(k) for k in REQUEST_KEYS if k != "base"}
+    base = comparable_config(sweep.get("base") or {})
+    flat.update({key: value for key, value in base.items() if not key.startswith("run.")})
+    return flat
+
+
 def check_same_sweep(experiment_dir: Path | str, sweep: dict) -> bool:
-    """True if the experiment dir holds this very sweep (to resume); raise if it holds another."""
+    """True if the experiment dir holds this very sweep (to resume); raise if it holds another.
+
+    The same request from another copy of the code (a new Ray session's working dir, another machine
+    that sees the same storage, a newer commit) is the same sweep.
+    """
     path = storage.join(experiment_dir, SWEEP_FILE)
     if not storage.is_file(path):
         return False
-    previous = storage.read_json(path)
-    if previous.get("mode") == "ablation" and "subsets" not in previous:  # written before --subsets
-        previous["subsets"] = parse_subsets(None)
-    keys = ("mode", "target", "seeds", "subsets", "num_samples", "base")
-    changed = [k for k in keys if previous.get(k) != json.loads(json.dumps(sweep[k]))]
+    from omnimer.train import differences
+
+    changed = differences(request_view(storage.read_json(path)), request_view(sweep))
     if changed:
         raise SweepError(
-            f"{experiment_dir} holds a sweep started with a different {', '.join(changed)}; re-run the "
+            f"{experiment_dir} holds a sweep started with a different request ({changed}); re-run the "
             "original command to resume it, or choose another --name"
         )
     return True
@@ -574,7 +613,7 @@ def ablation_summary(experiment_dir: str, target: str) -> str:
         return f"no ablation table: {err}\n"
 
 
-def make_trainable(base: TrainConfig, driver_resources: dict):
+def make_trainable(base: TrainConfig, driver_resources: dict, invocation: int):
     """:func:`train_driver` with the sweep's shards read once into Ray's object store: every trial's
     workers stream them from there instead of each trial re-reading (and re-listing) the files."""
     from ray import tune
@@ -583,11 +622,14 @@ def make_trainable(base: TrainConfig, driver_resources: dict):
     from omnimer.train import TRAIN_COLUMNS
 
     dataset = load_dataset(Path(base.data.path), columns=TRAIN_COLUMNS).materialize()
-    return tune.with_resources(tune.with_parameters(train_driver, dataset=dataset), driver_resources)
+    return tune.with_resources(
+        tune.with_parameters(train_driver, dataset=dataset, invocation=invocation), driver_resources
+    )
 
 
 def run_sweep(sweep: dict):
-    """Start or resume the sweep on the connected Ray cluster; returns Tune's ResultGrid."""
+    """Start or resume the sweep on the connected Ray cluster; returns Tune's ResultGrid and this
+    invocation's entry of ``invocations.json``."""
     from ray import tune
 
     experiment_dir = sweep["experiment_dir"]
@@ -595,12 +637,12 @@ def run_sweep(sweep: dict):
     base = TrainConfig.from_dict(sweep["base"])
     slots, driver_resources = cluster_slots(base)
     log.info("%s sweep %s: %d trial(s) at a time", sweep["mode"], experiment_dir, slots)
-    started = time.time()
-    trainable = make_trainable(base, driver_resources)
     experiment_path, experiment_filesystem = storage.ray_storage(experiment_dir)
     resuming = check_same_sweep(experiment_dir, sweep) and tune.Tuner.can_restore(
         experiment_path, storage_filesystem=experiment_filesystem
     )
+    invocation = start_invocation(experiment_dir, slots, resuming)
+    trainable = make_trainable(base, driver_resources, invocation["invocation"])
     if not remote:
         Path(experiment_dir).mkdir(parents=True, exist_ok=True)
     if remote and sweep["mode"] == "search":
@@ -623,8 +665,8 @@ def run_sweep(sweep: dict):
         if remote and sweep["mode"] == "search" and study_file(experiment_dir).is_file():
             # Also when the sweep is interrupted: a resume on another machine starts from this copy.
             storage.upload_file(study_file(experiment_dir), storage.join(experiment_dir, STUDY_FILE))
-    _append_timing(experiment_dir, started, slots, resuming)
-    return results
+    end_invocation(experiment_dir, invocation)
+    return results, invocation
 
 
 def _fetch_study(experiment_dir: str, resuming: bool) -> None:
@@ -644,14 +686,39 @@ def _fetch_study(experiment_dir: str, resuming: bool) -> None:
     local.parent.mkdir(parents=True, exist_ok=True)
 
 
-def _append_timing(experiment_dir: Path | str, started: float, slots: int, resumed: bool) -> None:
-    """One entry per invocation in ``timings.json`` (wall time and slots: the sweep's efficiency)."""
-    path = storage.join(experiment_dir, TIMINGS_FILE)
-    timings = storage.read_json(path) if storage.is_file(path) else []
-    timings.append(
-        {"started": started, "wall_seconds": time.time() - started, "slots": slots, "resumed": resumed}
-    )
-    storage.write_json(path, timings)
+def start_invocation(experiment_dir: Path | str, slots: int, resumed: bool) -> dict:
+    """Append this invocation of the sweep to ``invocations.json``, before any trial starts.
+
+    One entry per invocation: its number (trials record it in their ``sweep`` block), when and where
+    it ran (host and the driver's process id), which code (:func:`omnimer.provenance.code_version`;
+    a resumed sweep may run newer code), its trial slots, and, once it ends, its wall time. An
+    invocation whose driver died keeps ``wall_seconds: null``.
+    """
+    import socket
+
+    path = storage.join(experiment_dir, INVOCATIONS_FILE)
+    invocations = storage.read_json(path) if storage.is_file(path) else []
+    entry = {
+        "invocation": len(invocations) + 1,
+        "started": time.time(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        **provenance.code_version(),
+        "slots": slots,
+        "resumed": resumed,
+        "wall_seconds": None,
+    }
+    storage.write_json(path, [*invocations, entry])
+    log.info("invocation %d of %s (%s)", entry["invocation"], experiment_dir, provenance.short_version(entry))
+    return entry
+
+
+def end_invocation(experiment_dir: Path | str, entry: dict) -> None:
+    """Set this invocation's wall time in ``invocations.json``."""
+    path = storage.join(experiment_dir, INVOCATIONS_FILE)
+    invocations = storage.read_json(path)
+    done = {**entry, "wall_seconds": time.time() - entry["started"]}
+    storage.write_json(path, [done if i["invocation"] == entry["invocation"] else i for i in invocations])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -701,7 +768,7 @@ def main(argv: list[str] | None = None) -> int:
         base = with_absolute_paths(TrainConfig.from_dict(sweep["base"]))
         validate_run(base)
         sweep["base"] = base.to_dict()
-        results = run_sweep(sweep)
+        results, invocation = run_sweep(sweep)
     except SweepError as err:
         sys.stderr.write(f"aux_ablation: {err}\n")
         return 2
@@ -710,10 +777,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     runs_dir = storage.join(sweep["experiment_dir"], "runs")
     counts = settle_records(results, runs_dir, sweep["mode"])
+    ran = [
+        path
+        for path in run_records(runs_dir)
+        if (storage.read_json(path).get("sweep") or {}).get("invocation") == invocation["invocation"]
+    ]
     sys.stdout.write(
         f"experiment {sweep['experiment_dir']}: "
         + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-        + "\n"
+        + f"; invocation {invocation['invocation']} ({provenance.short_version(invocation)}) ran "
+        f"{len(ran)} trial(s)\n"
     )
     if sweep["mode"] == "ablation":
         sys.stdout.write(ablation_summary(sweep["experiment_dir"], sweep["target"]))

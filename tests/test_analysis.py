@@ -577,3 +577,32 @@ def test_a_file_uri_reads_as_the_local_dir(ablation_dir: Path, capsys) -> None:
     expected = capsys.readouterr().out
     assert main(["tables", ablation_dir.as_uri()]) == 0
     assert capsys.readouterr().out == expected
+
+
+def test_the_report_says_which_invocation_ran_which_trials(ablation_dir: Path) -> None:
+    from analysis.report import invocation_lines
+
+    paths = sorted((ablation_dir / "runs").glob("*/record.json"))
+    for path, invocation in zip(paths, (1, 2, 2), strict=False):
+        record = json.loads(path.read_text())
+        record["sweep"]["invocation"] = invocation
+        record["source_sha256"] = "ab" * 32
+        path.write_text(json.dumps(record))
+    code = {"git": {"sha": None, "dirty": None}, "host": "head-0", "slots": 4}
+    invocations = [
+        {"invocation": 1, "started": 1795981534.0, **code, "source_sha256": "ab" * 32, "resumed": False},
+        {"invocation": 2, "started": 1795985134.0, **code, "source_sha256": "cd" * 32, "resumed": True},
+    ]
+    invocations[0]["wall_seconds"], invocations[1]["wall_seconds"] = None, 95.4
+    (ablation_dir / "invocations.json").write_text(json.dumps(invocations))
+    lines = invocation_lines(analyse([ablation_dir], n_boot=100))
+    first = next(line for line in lines if line.startswith("| 1 |"))
+    second = next(line for line in lines if line.startswith("| 2 |"))
+    names = [p.parent.name for p in paths]
+    assert first == (
+        f"| 1 | 2026-11-29 19:45 | head-0 | source abababababab | 4 | no | did not end (driver lost) "
+        f"| 1: `{names[0]}` |"
+    )
+    assert second.startswith("| 2 | 2026-11-29 20:45 | head-0 | source cdcdcdcdcdcd | 4 | yes | 95 s | 2: ")
+    assert f"`{names[1]}`" in second and f"`{names[2]}`" in second
+    assert f"{len(paths) - 3} trial(s) were recorded before invocations were numbered." in "\n".join(lines)

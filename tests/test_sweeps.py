@@ -226,12 +226,16 @@ def test_the_same_sweep_is_recognised_in_a_bucket(s3_bucket):
     assert not sweep.check_same_sweep(experiment, planned)
     storage.write_json(storage.join(experiment, sweep.SWEEP_FILE), planned)
     assert sweep.check_same_sweep(experiment, planned)
-    with pytest.raises(sweep.SweepError, match=r"different seeds; re-run the original command"):
+    with pytest.raises(sweep.SweepError, match=r"different request \(seeds: \[0\] → \[1\]\); re-run"):
         sweep.check_same_sweep(experiment, {**planned, "seeds": [1]})
-    sweep._append_timing(experiment, 0.0, 2, False)
-    sweep._append_timing(experiment, 1.0, 2, True)
-    timings = storage.read_json(storage.join(experiment, sweep.TIMINGS_FILE))
-    assert [t["resumed"] for t in timings] == [False, True]
+    first = sweep.start_invocation(experiment, 2, False)
+    second = sweep.start_invocation(experiment, 4, True)
+    sweep.end_invocation(experiment, second)
+    invocations = storage.read_json(storage.join(experiment, sweep.INVOCATIONS_FILE))
+    assert [(i["invocation"], i["resumed"], i["slots"]) for i in invocations] == [(1, False, 2), (2, True, 4)]
+    # The first one's driver never ended it: its wall time stays unknown.
+    assert invocations[0]["wall_seconds"] is None and invocations[1]["wall_seconds"] >= 0
+    assert invocations[0] == first and len(invocations[1]["source_sha256"]) == 64
 
 
 def test_a_missing_config_file_is_refused(tmp_path, capsys):
@@ -260,11 +264,64 @@ def test_a_different_sweep_under_the_same_name_is_refused(tmp_path):
     (tmp_path / sweep.SWEEP_FILE).write_text(json.dumps(planned))
     planned["subsets"] = sweep.parse_subsets(None)
     assert sweep.check_same_sweep(tmp_path, planned)
-    with pytest.raises(sweep.SweepError, match=r"different seeds; re-run the original command"):
+    with pytest.raises(sweep.SweepError, match=r"different request \(seeds: \[0, 1\] → \[0, 1, 2\]\)"):
         sweep.check_same_sweep(tmp_path, {**planned, "seeds": [0, 1, 2]})
-    with pytest.raises(sweep.SweepError, match=r"different subsets; re-run the original command"):
+    with pytest.raises(sweep.SweepError, match=r"different request \(subsets: \[.*\] → \[\"none\""):
         sweep.check_same_sweep(tmp_path, {**planned, "subsets": ["none", "text+face+prosody"]})
     assert not sweep.check_same_sweep(tmp_path / "new", planned)
+
+
+# Where a Ray session unpacks a job's working dir (`ray job submit --working-dir .`).
+UNPACKED = "/tmp/ray/session_2026-11-29_18-26-52_805568_18464/runtime_resources/working_dir_files"
+
+
+def planned_sweep(tmp_path: Path, *extra: str) -> dict:
+    planned = sweep.plan(sweep.build_parser().parse_args(plan_argv(str(tmp_path / "exp"), *extra)))
+    from omnimer.train import with_absolute_paths
+
+    planned["base"] = with_absolute_paths(TrainConfig.from_dict(planned["base"])).to_dict()
+    return planned
+
+
+def test_the_request_holds_no_path_into_the_code_and_names_what_differs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative path in the request would show up as one under tmp_path
+    planned = planned_sweep(tmp_path)
+    assert planned["config_path"] == "sweeps/configs/demo.yaml"
+    assert planned["base"]["train"]["deepspeed_config"] == "cluster/deepspeed/zero2.json"
+    assert planned["base"]["run"]["output_dir"] == str(tmp_path / "exp" / "x" / "runs")
+    assert str(REPO) not in json.dumps(planned)
+    experiment = tmp_path / "exp" / "x"
+    experiment.mkdir(parents=True)
+    # sweep.json of the same request, written by an earlier Ray session from its unpacked copy of the
+    # repository (as versions before repo-relative paths wrote it): the same sweep.
+    earlier = json.loads(json.dumps(planned))
+    earlier["config_path"] = f"{UNPACKED}/_ray_pkg_8129c3bea9bac654/sweeps/configs/demo.yaml"
+    earlier["base"]["train"]["deepspeed_config"] = (
+        f"{UNPACKED}/_ray_pkg_8129c3bea9bac654/cluster/deepspeed/zero2.json"
+    )
+    earlier["base"]["run"]["output_dir"] = f"{UNPACKED}/_ray_pkg_8129c3bea9bac654/runs/train"
+    (experiment / sweep.SWEEP_FILE).write_text(json.dumps(earlier))
+    assert sweep.check_same_sweep(experiment, planned)
+    # Another request: the refusal names each differing key with both values.
+    changed = planned_sweep(tmp_path, "train.lr=0.001", "train.deepspeed_config=cluster/deepspeed/zero3.json")
+    with pytest.raises(sweep.SweepError) as refused:
+        sweep.check_same_sweep(experiment, changed)
+    message = str(refused.value)
+    assert "holds a sweep started with a different request (" in message
+    assert "train.lr: 0.003 → 0.001" in message
+    zero = 'train.deepspeed_config: "cluster/deepspeed/zero2.json" → "cluster/deepspeed/zero3.json"'
+    assert zero in message
+    assert "seeds" not in message and "run.output_dir" not in message
+
+
+def test_a_storage_path_inside_a_ray_jobs_working_dir_is_refused(tmp_path, capsys, monkeypatch):
+    unpacked = tmp_path / "session_1" / "runtime_resources" / "working_dir_files" / "_ray_pkg_0123abcd"
+    unpacked.mkdir(parents=True)
+    monkeypatch.chdir(unpacked)
+    err = refusal(capsys, plan_argv("runs/sweeps"))
+    resolved = unpacked / "runs" / "sweeps"
+    assert f"--storage-path 'runs/sweeps' resolves to {resolved}, inside this Ray job" in err
+    assert "give an absolute path on storage every node sees" in err
 
 
 def write_record(run_dir: Path, status: str, valid_f1: float, lr: float, rank: int) -> None:

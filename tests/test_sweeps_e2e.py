@@ -1,7 +1,7 @@
 """sweeps/aux_ablation.py end to end on a local CPU Ray: the smoke sweep in both modes, re-runs that
-start nothing, a driver killed mid-sweep that resumes without losing or repeating a trial, the
-cluster path (`ray start --head` + `ray job submit --working-dir .`) on loopback, and the smoke sweep
-with its storage path in an S3 bucket (moto's S3 server on loopback)."""
+start nothing, a driver killed mid-sweep that resumes without losing or repeating a trial, and the
+smoke sweep with its storage path in an S3 bucket (moto's S3 server on loopback). The cluster path
+(`ray job submit`, cluster restarts) is in test_sweeps_cluster_e2e.py."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,7 +18,6 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 import pytest
-import yaml
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[1]
@@ -153,138 +151,8 @@ def test_the_grid_survives_a_killed_driver_without_losing_or_repeating_trials(st
     assert re.search(r"^  prosody  Shapley [+-]\d\.\d{3}", resumed.stdout, re.MULTILINE)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_ray_job_submit_runs_the_sweep_from_the_working_dir(storage, env, tmp_path):
-    """The cluster path: the job gets the repo as its working dir and imports omnimer from there."""
-    # The job's `python` is the cluster's: here, the venv's (first on the head's PATH).
-    head_env = dict(env, RAY_AUTH_MODE="token", HOME=str(tmp_path), PATH=f"{BIN}:{env['PATH']}")
-    temp = env["RAY_TMPDIR"]
-    dashboard = free_port()
-    start = [
-        str(BIN / "ray"),
-        "start",
-        "--head",
-        "--node-ip-address=127.0.0.1",
-        f"--port={free_port()}",
-        "--dashboard-host=127.0.0.1",
-        f"--dashboard-port={dashboard}",
-        # Every per-node agent on a port of its own: another Ray on this machine (this test session's
-        # own) holds the default ones, and a head whose job agent cannot bind never takes a job.
-        f"--dashboard-agent-listen-port={free_port()}",
-        f"--dashboard-agent-grpc-port={free_port()}",
-        f"--metrics-export-port={free_port()}",
-        f"--runtime-env-agent-port={free_port()}",
-        f"--ray-client-server-port={free_port()}",
-        "--num-cpus=2",
-        f"--temp-dir={temp}",
-        "--disable-usage-stats",
-        "--block",
-    ]
-    # Token auth, as on a real cluster: the token goes to $HOME/.ray/auth_token (HOME is tmp_path).
-    token = subprocess.run(
-        [str(BIN / "ray"), "get-auth-token", "--generate"], env=head_env, capture_output=True, text=True
-    )
-    assert token.returncode == 0 and (tmp_path / ".ray" / "auth_token").is_file(), token.stderr[-2000:]
-    # `--block` in a session of its own: the head's processes form one group, which the test stops
-    # at the end. (`ray stop` would stop every Ray on the machine, this test session's own included.)
-    head_log = open(tmp_path / "head.log", "w")  # noqa: SIM115 - closed with the head below
-    head = subprocess.Popen(
-        start, env=head_env, stdout=head_log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    try:
-        wait_for_dashboard(dashboard, head, tmp_path / "head.log")
-        runtime_env = yaml.safe_load((REPO / "cluster" / "runtime_env.yaml").read_text())
-        runtime = {"excludes": runtime_env["excludes"]}
-        submit = [
-            str(BIN / "ray"),
-            "job",
-            "submit",
-            f"--address=http://127.0.0.1:{dashboard}",
-            "--working-dir",
-            str(REPO),
-            "--runtime-env-json",
-            json.dumps(runtime),
-            "--",
-            "python",
-            "sweeps/aux_ablation.py",
-            "--mode",
-            "search",
-            "--smoke-test",
-            "--num-samples",
-            "1",
-            "--name",
-            "job",
-            "--storage-path",
-            str(storage),
-        ]
-        for _ in range(30):  # the head's job agent comes up a little after its dashboard
-            job = subprocess.run(
-                submit, env=head_env, capture_output=True, text=True, timeout=900, cwd=tmp_path
-            )
-            output = job.stdout + job.stderr
-            if "No available agent to submit job" not in output:
-                break
-            time.sleep(2)
-        assert job.returncode == 0, output[-6000:]
-        submission = re.search(r"Job '(raysubmit_\w+)' submitted", output).group(1)
-        status = subprocess.run(
-            [str(BIN / "ray"), "job", "status", f"--address=http://127.0.0.1:{dashboard}", submission],
-            env=head_env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        # The job reached SUCCEEDED (the CLI words it "succeeded").
-        assert f"Job '{submission}' succeeded" in status.stdout + status.stderr, status.stdout + status.stderr
-        # omnimer came from the uploaded working dir, not from the checkout or site-packages.
-        origin = next(line for line in output.splitlines() if "omnimer from" in line)
-        assert "runtime_resources" in origin and str(REPO) not in origin
-        runs = records(storage / "job")
-        assert len(runs) == 1 and next(iter(runs.values()))["status"] in ("finished", "stopped")
-    finally:
-        stop_group(head)
-        head_log.close()
-
-
-def wait_for_dashboard(port: int, head: subprocess.Popen, log: Path, timeout: float = 180) -> None:
-    """Until the head's dashboard answers HTTP (any status: with token auth it may say 401)."""
-    import urllib.error
-    import urllib.request
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        assert head.poll() is None, log.read_text()[-3000:]
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/version", timeout=5)
-            return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            time.sleep(1)
-    raise AssertionError(f"the Ray head's dashboard did not come up: {log.read_text()[-3000:]}")
-
-
-def stop_group(process: subprocess.Popen) -> None:
-    """SIGTERM a process group started with start_new_session, then SIGKILL what is left."""
-    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            continue
-        time.sleep(1)
-
-
 def test_ablation_smoke_on_s3_writes_every_output_to_the_bucket(s3_bucket, env, tmp_path):
-    """``--storage-path s3://...``: Tune's state, sweep.json, timings.json and every trial's record,
+    """``--storage-path s3://...``: Tune's state, sweep.json, invocations.json and every trial's record,
     TensorBoard events, best adapter and checkpoints land in the bucket; a re-run starts no trial; the
     analysis reads the experiment from the bucket."""
     from omnimer import storage
@@ -310,7 +178,7 @@ def test_ablation_smoke_on_s3_writes_every_output_to_the_bucket(s3_bucket, env, 
         return {i.path.removeprefix(prefix + "/") for i in listing if i.type == pafs.FileType.File}
 
     stored = objects()
-    assert {"sweep.json", "timings.json", "tuner.pkl"} <= stored
+    assert {"sweep.json", "invocations.json", "tuner.pkl"} <= stored
     run_names = {o.split("/")[1] for o in stored if o.startswith("runs/")}
     assert run_names == {"none-seed0", "text+face+prosody-seed0"}
     for name in run_names:
@@ -328,7 +196,7 @@ def test_ablation_smoke_on_s3_writes_every_output_to_the_bucket(s3_bucket, env, 
     # nothing ran again: every record is byte-for-byte the same, and no trial was added
     assert {p: storage.read_text(p) for p in storage.find_files(experiment, "record.json")} == runs
     assert {o.split("/")[0] for o in objects() if o.startswith("train_driver_")} == trials
-    assert len(storage.read_json(storage.join(experiment, "timings.json"))) == 2
+    assert len(storage.read_json(storage.join(experiment, "invocations.json"))) == 2
 
     table = subprocess.run(
         [sys.executable, "-m", "analysis", "tables", experiment, "--table", "ablation"],

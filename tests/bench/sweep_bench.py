@@ -1,4 +1,4 @@
-"""Sweep efficiency of a finished sweep (the demo's, by default), from its records and timings.json:
+"""Sweep efficiency of a finished sweep (the demo's, by default), from its records and invocations.json:
 
 - slot occupancy: Σ trial wall time / (sweep wall × slots), how busy the sweep kept its trial slots;
 - useful-work share: Σ epoch time (train + eval) / (sweep wall × slots);
@@ -18,7 +18,10 @@ import numpy as np
 
 
 def sweep_efficiency(experiment: Path) -> dict:
-    timings = json.loads((experiment / "timings.json").read_text())
+    # An invocation whose driver was killed has no wall time: its share of the sweep is not known.
+    timings = [
+        t for t in json.loads((experiment / "invocations.json").read_text()) if t["wall_seconds"] is not None
+    ]
     records = [json.loads(p.read_text()) for p in sorted((experiment / "runs").glob("*/record.json"))]
     finished = [r for r in records if r["status"] in ("finished", "stopped") and "wall_seconds" in r]
     if not finished:
@@ -42,7 +45,7 @@ def sweep_efficiency(experiment: Path) -> dict:
 
 
 def bench_sweep(experiment: Path) -> None:
-    if not (experiment / "timings.json").is_file():
+    if not (experiment / "invocations.json").is_file():
         print(f"sweep efficiency: {experiment} has no finished sweep (run `make demo` first)")
         return
     e = sweep_efficiency(experiment)

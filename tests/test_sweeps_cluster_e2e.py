@@ -1,0 +1,323 @@
+"""The cluster path of sweeps/aux_ablation.py end to end: `ray start --head` + `ray job submit
+--working-dir` on loopback, and the same job resubmitted after the cluster restarts.
+
+Each head gets ports and a temp dir of its own (a new Ray session unpacks the job's working dir
+elsewhere, as on a new cluster), token auth as on a real cluster, and is stopped by the test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+# What a job ships: cluster/runtime_env.yaml's excludes (its env_vars name cluster paths).
+EXCLUDES = yaml.safe_load((REPO / "cluster" / "runtime_env.yaml").read_text())["excludes"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Head:
+    """A running Ray head: its dashboard address and the jobs submitted to it."""
+
+    def __init__(self, process: subprocess.Popen, dashboard: int, env: dict, log: Path):
+        self.process, self.dashboard, self.env, self.log = process, dashboard, env, log
+
+    @property
+    def address(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard}"
+
+    def submit(self, working_dir: Path, args: list[str], wait: bool = True) -> tuple[int, str, str]:
+        """``ray job submit`` of the sweep script; returns its exit code, output and submission id."""
+        submit = [
+            str(BIN / "ray"),
+            "job",
+            "submit",
+            f"--address={self.address}",
+            "--working-dir",
+            str(working_dir),
+            "--runtime-env-json",
+            json.dumps({"excludes": EXCLUDES}),
+            *([] if wait else ["--no-wait"]),
+            "--",
+            "python",
+            "sweeps/aux_ablation.py",
+            *args,
+        ]
+        for _ in range(30):  # the head's job agent comes up a little after its dashboard
+            job = subprocess.run(
+                submit, env=self.env, capture_output=True, text=True, timeout=900, cwd=self.log.parent
+            )
+            output = job.stdout + job.stderr
+            if "No available agent to submit job" not in output:
+                break
+            time.sleep(2)
+        found = re.search(r"Job '(raysubmit_\w+)' submitted", output)
+        return job.returncode, output, found.group(1) if found else ""
+
+    def status(self, submission: str) -> str:
+        status = subprocess.run(
+            [str(BIN / "ray"), "job", "status", f"--address={self.address}", submission],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return status.stdout + status.stderr
+
+
+@contextlib.contextmanager
+def ray_head(env: dict, home: Path, name: str) -> Iterator[Head]:
+    """``ray start --head --block`` on loopback with a temp dir of its own; stopped on exit (SIGTERM,
+    then SIGKILL: the head's processes form one group. `ray stop` would stop every Ray on the machine,
+    this test session's own included)."""
+    # The job's `python` is the cluster's: here, the venv's (first on the head's PATH).
+    head_env = dict(env, RAY_AUTH_MODE="token", HOME=str(home), PATH=f"{BIN}:{env['PATH']}")
+    temp = tempfile.mkdtemp(prefix=f"omr-{name}-", dir="/tmp")  # short: Ray's socket paths are limited
+    dashboard = free_port()
+    start = [
+        str(BIN / "ray"),
+        "start",
+        "--head",
+        "--node-ip-address=127.0.0.1",
+        f"--port={free_port()}",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dashboard}",
+        # Every per-node agent on a port of its own: another Ray on this machine (this test session's
+        # own) holds the default ones, and a head whose job agent cannot bind never takes a job.
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--dashboard-agent-grpc-port={free_port()}",
+        f"--metrics-export-port={free_port()}",
+        f"--runtime-env-agent-port={free_port()}",
+        f"--ray-client-server-port={free_port()}",
+        "--num-cpus=2",
+        f"--temp-dir={temp}",
+        "--disable-usage-stats",
+        "--block",
+    ]
+    if not (home / ".ray" / "auth_token").is_file():  # token auth: the token goes to $HOME/.ray
+        token = subprocess.run(
+            [str(BIN / "ray"), "get-auth-token", "--generate"], env=head_env, capture_output=True, text=True
+        )
+        assert token.returncode == 0, token.stderr[-2000:]
+    log_path = home / f"head-{name}.log"
+    log = open(log_path, "w")  # noqa: SIM115 - closed with the head below
+    process = subprocess.Popen(
+        start, env=head_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        wait_for_dashboard(dashboard, process, log_path)
+        yield Head(process, dashboard, head_env, log_path)
+    finally:
+        stop_group(process)
+        log.close()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def wait_for_dashboard(port: int, head: subprocess.Popen, log: Path, timeout: float = 180) -> None:
+    """Until the head's dashboard answers HTTP (any status: with token auth it may say 401)."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert head.poll() is None, log.read_text()[-3000:]
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/version", timeout=5)
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(1)
+    raise AssertionError(f"the Ray head's dashboard did not come up: {log.read_text()[-3000:]}")
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """SIGTERM a process group started with start_new_session, then SIGKILL what is left."""
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+        time.sleep(1)
+
+
+def wait_gone(pid: int, timeout: float = 60) -> None:
+    """Until ``pid`` has exited (a zombie waiting for its parent counts as gone)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return
+        if state in ("Z", "X"):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"process {pid} is still alive {timeout:.0f} s after its Ray head stopped")
+
+
+@pytest.fixture
+def env():
+    out = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
+    out.pop("RAY_ADDRESS", None)
+    return out
+
+
+def records(experiment: Path) -> dict[str, str]:
+    """Each trial's record.json, as the bytes on disk."""
+    return {p.parent.name: p.read_text() for p in sorted((experiment / "runs").glob("*/record.json"))}
+
+
+def trial_dirs(experiment: Path) -> list[str]:
+    return sorted(p.name for p in experiment.glob("train_driver_*"))
+
+
+def ablation(name: str, storage: Path, subsets: str, *overrides: str) -> list[str]:
+    return [
+        "--mode",
+        "ablation",
+        "--smoke-test",
+        "--seeds",
+        "0",
+        "--subsets",
+        subsets,
+        "--name",
+        name,
+        "--storage-path",
+        str(storage),
+        *overrides,
+    ]
+
+
+def shipped_copy(target: Path, change: str) -> Path:
+    """The repository's code copied elsewhere, with one harmless line added to a module: the same
+    request from a newer version of the code, in a working-dir package of another hash."""
+    for item in ("omnimer", "sweeps", "analysis", "cluster", "pyproject.toml", "README.md"):
+        source = REPO / item
+        if source.is_dir():
+            shutil.copytree(source, target / item, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, target / item)
+    with open(target / "omnimer" / "__init__.py", "a") as module:
+        module.write(f"# {change}\n")
+    return target
+
+
+def test_a_job_resubmitted_after_the_cluster_restarts_resumes_and_runs_nothing(env, tmp_path):
+    """Head, job, head stopped, a new head (new session, new temp dir), the same job from a newer copy
+    of the code: the second job succeeds, starts no trial and leaves every record as it was; nothing
+    in the experiment names a path into a session's unpacked working dir; the report says which
+    invocation ran which trials."""
+    storage = tmp_path / "exp"
+    args = ablation("restart", storage, "none,all")
+    experiment = storage / "restart"
+    with ray_head(env, tmp_path, "first") as head:
+        code, output, submission = head.submit(REPO, args)
+        assert code == 0, output[-6000:]
+        assert f"Job '{submission}' succeeded" in head.status(submission)
+    # omnimer came from the uploaded working dir, not from the checkout or site-packages.
+    origin = next(line for line in output.splitlines() if "omnimer from" in line)
+    assert "runtime_resources" in origin and str(REPO) not in origin
+    assert "2 finished; invocation 1 (source " in output and ") ran 2 trial(s)" in output
+    before, trials = records(experiment), trial_dirs(experiment)
+    assert len(before) == 2 and all(json.loads(r)["status"] == "finished" for r in before.values())
+    # sweep.json, records, Tune's state (JSON and pickles), checkpoints, events.
+    for path in (p for p in experiment.rglob("*") if p.is_file()):
+        assert b"_ray_pkg_" not in path.read_bytes(), f"{path} names a path into the job's working dir"
+    assert json.loads((experiment / "sweep.json").read_text())["config_path"] == "sweeps/configs/smoke.yaml"
+
+    newer = shipped_copy(tmp_path / "checkout", "a newer commit")
+    with ray_head(env, tmp_path, "second") as head:
+        code, output, submission = head.submit(newer, args)
+        assert code == 0, output[-6000:]
+    assert f"resuming {experiment}" in output
+    assert "2 finished; invocation 2 (source " in output and ") ran 0 trial(s)" in output
+    assert records(experiment) == before and trial_dirs(experiment) == trials
+    invocations = json.loads((experiment / "invocations.json").read_text())
+    assert [(i["invocation"], i["resumed"]) for i in invocations] == [(1, False), (2, True)]
+    assert invocations[0]["source_sha256"] != invocations[1]["source_sha256"]
+    assert all(i["git"]["sha"] is None for i in invocations)  # a job's working dir has no .git
+
+    report = subprocess.run(
+        [sys.executable, "-m", "analysis", "report", str(experiment), "--out", str(tmp_path / "report")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+    assert report.returncode == 0, report.stderr[-3000:]
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "## Invocations" in text
+    rows = [line for line in text.splitlines() if re.match(r"\| [12] \| \d{4}-", line)]
+    assert len(rows) == 2
+    assert "| 2: `none-seed0`, `text+face+prosody-seed0` |" in rows[0] and rows[1].endswith("| 0: — |")
+
+
+def test_a_job_killed_part_way_resumes_on_a_new_head_and_runs_each_cell_once(env, tmp_path):
+    """The first job's driver is killed after its first trial finished (one trial slot, so another is
+    mid-run and one has not started) and its head stopped; the same job on a new head finishes the
+    sweep: each cell finished exactly once, the trial finished before the kill untouched."""
+    storage = tmp_path / "exp"
+    # One trial at a time (0.125 driver + 0.5 worker of the 1 CPU left to trials): the kill lands
+    # between trials.
+    args = ablation("killed", storage, "none,text,all", "train.cpus_per_worker=0.5")
+    experiment = storage / "killed"
+    with ray_head(env, tmp_path, "first") as head:
+        code, output, _ = head.submit(REPO, args, wait=False)
+        assert code == 0, output[-6000:]
+        deadline = time.time() + 600
+        finished: dict[str, str] = {}
+        while time.time() < deadline:
+            finished = {n: r for n, r in records(experiment).items() if json.loads(r)["status"] == "finished"}
+            if finished:
+                break
+            time.sleep(0.5)
+        assert len(finished) == 1, f"no trial finished in time: {records(experiment)}"
+        driver = json.loads((experiment / "invocations.json").read_text())[0]["pid"]
+        os.kill(driver, signal.SIGKILL)  # the sweep's driver dies, as with a lost head node
+    wait_gone(driver)
+    assert len(records(experiment)) < 3 or any(
+        json.loads(r)["status"] != "finished" for r in records(experiment).values()
+    ), "the sweep finished before it could be killed"
+
+    with ray_head(env, tmp_path, "second") as head:
+        code, output, _ = head.submit(REPO, args)
+        assert code == 0, output[-6000:]
+    assert f"resuming {experiment}" in output and "3 finished; invocation 2" in output
+    after = {name: json.loads(text) for name, text in records(experiment).items()}
+    assert set(after) == {"none-seed0", "text-seed0", "text+face+prosody-seed0"}
+    assert {r["status"] for r in after.values()} == {"finished"}
+    assert len(trial_dirs(experiment)) == 3  # one Tune trial per cell: none was started twice
+    (name, record), *_ = finished.items()
+    assert records(experiment)[name] == record  # kept as it was, not trained again
+    assert after[name]["sweep"]["invocation"] == 1
+    assert all(r["sweep"]["invocation"] == 2 for n, r in after.items() if n != name)
+    for record in after.values():
+        assert len(record["epochs"]) == 2 and 0 <= record["test"]["macro_f1"] <= 1
+    invocations = json.loads((experiment / "invocations.json").read_text())
+    assert [(i["invocation"], i["wall_seconds"] is None) for i in invocations] == [(1, True), (2, False)]
