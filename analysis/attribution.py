@@ -33,6 +33,7 @@ import pandas as pd
 
 from analysis import stats
 from omnimer.subsets import LATTICE, TASKS, Subset, subset_name
+from omnimer.training.record import Status
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,9 @@ def cell_matrix(frame: pd.DataFrame, metric: str, split: str) -> tuple[np.ndarra
     Trials repeated under one subset and seed (e.g. the same ablation in two experiment dirs) are
     averaged into one value, so a seed still counts once in the pairing.
     """
-    rows = frame[(frame["split"] == split) & (frame["mode"] != "search") & (frame["status"] == "finished")]
+    rows = frame[
+        (frame["split"] == split) & (frame["mode"] != "search") & (frame["status"] == Status.FINISHED)
+    ]
     rows = rows[np.isfinite(rows[metric].astype(float))]
     seeds = sorted({-1 if pd.isna(s) else int(s) for s in rows["seed"]})
     cells = np.full((len(LATTICE), len(seeds)), np.nan)

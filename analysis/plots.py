@@ -25,6 +25,7 @@ from matplotlib.ticker import MaxNLocator
 from analysis.attribution import Attribution
 from analysis.tables import ablation_rows
 from omnimer.subsets import LATTICE, TASKS, Subset, subset_name
+from omnimer.training.record import Status
 
 # pyplot picks its backend at the first figure, so switching here is early enough: a headless machine
 # (a cluster node, CI) has no display.
@@ -137,7 +138,7 @@ def plot_confusion(
 ) -> Path | None:
     """Row-normalised confusion matrices summed over seeds, one panel per subset (counts annotated)."""
     rows = ablation_rows(frame, split)
-    rows = rows[rows["status"] == "finished"] if not rows.empty else rows
+    rows = rows[rows["status"] == Status.FINISHED] if not rows.empty else rows
     panels = []
     for subset in subsets:
         cell = rows[rows["subset"] == subset_name(subset)]
@@ -184,7 +185,7 @@ def plot_learning_curves(frame: pd.DataFrame, path: Path) -> Path | None:
         if not np.isfinite(curve).any():
             continue
         name = row["subset"]
-        style = "--" if row["status"] != "finished" else "-"
+        style = "--" if row["status"] != Status.FINISHED else "-"
         axes.plot(
             np.arange(1, len(curve) + 1),
             curve,

@@ -3,7 +3,8 @@
     python -m analysis tables runs/sweeps/demo-ablation        # the tables built on this module
     python -m analysis tables s3://bucket/experiments/demo-ablation   # records in an object store
 
-A record is what ``omnimer.train.run_training`` (or a sweep trial) writes; see DESIGN §5. This module
+A record is what :func:`omnimer.training.driver.run_training` (or a sweep trial) writes; its schema
+(version, statuses) is :mod:`omnimer.training.record`, a module without training code. This module
 only reads records: it never imports training code (STYLE: data flows one way); an experiment dir
 given as a URI (``s3://...``) is listed and read through :mod:`omnimer.storage`. Every record found is
 kept, whatever its status: failed, running and early-stopped trials are rows of the table with their
@@ -41,17 +42,14 @@ import pandas as pd
 
 from omnimer import storage, subsets
 from omnimer.subsets import TASKS, Subset, subset_name
+from omnimer.training.record import RECORD_FILE, SCHEMA_VERSION, WITH_METRICS, Status
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-RECORD_FILE = "record.json"
 # The λ of each aux task in the config's `loss` section; a task is enabled iff its λ > 0 (DESIGN §4).
 AUX_WEIGHT_KEYS = {task: f"loss.aux_weight_{task}" for task in TASKS}
 SPLITS = ("valid", "test")
-# "stopped" = early-stopped by ASHA in a search: its metrics are those of its best epoch so far.
-STATUSES = ("finished", "stopped", "failed", "running")
-WITH_METRICS = ("finished", "stopped")
+STATUSES = tuple(Status)
 MODES = ("ablation", "search", "single")
 METRICS = ("macro_f1", "weighted_f1", "accuracy", "macro_precision", "macro_recall")
 

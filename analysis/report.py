@@ -31,6 +31,8 @@ from analysis.records import AnalysisError, parse_subset
 from omnimer import storage
 from omnimer.provenance import short_version
 from omnimer.subsets import Subset, subset_name
+from omnimer.sweep.invocations import INVOCATIONS_FILE
+from omnimer.training.record import Status
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +136,7 @@ def missing_messages(experiment: Experiment) -> list[str]:
     ]
     rows = tables.ablation_rows(experiment.frame, experiment.split)
     for name in missing:
-        failed = rows[(rows["subset"] == name) & (rows["status"] == "failed")]
+        failed = rows[(rows["subset"] == name) & (rows["status"] == Status.FAILED)]
         if not failed.empty:
             first = failed.iloc[0]
             messages.append(
@@ -176,6 +178,13 @@ def build_tables(
         if best:
             out["best_config.yaml"] = best
     return out
+
+
+def best_config_of(exp_dir: str | Path) -> dict:
+    """The best search trial's hyperparameters in an experiment dir, as nested config sections (what
+    ``best_config.yaml`` holds; empty if the dir has no finished search trial)."""
+    experiment = analyse([exp_dir], warn=False)
+    return tables.best_config(experiment.frame, experiment.study)
 
 
 def write_tables(tables_by_name: dict[str, str], out: Path, fmt: str) -> list[Path]:
@@ -257,9 +266,6 @@ def _provenance(experiment: Experiment) -> list[str]:
     ]
 
 
-INVOCATIONS_FILE = "invocations.json"
-
-
 def read_invocations(exp_dir: records.Location) -> list[dict]:
     """The sweep invocations of an experiment dir (``invocations.json``; none for a lone run)."""
     path = storage.join(exp_dir, INVOCATIONS_FILE)
@@ -314,7 +320,7 @@ def _image(plots_by_name: dict[str, Path], name: str, alt: str, out: Path) -> li
 
 
 def _failed_section(experiment: Experiment) -> list[str]:
-    failed = [t for t in experiment.trials if t.status == "failed"]
+    failed = [t for t in experiment.trials if t.status == Status.FAILED]
     if not failed:
         return []
     lines = ["## Failed trials", "", "Counted in the tables' `failed` column, never in a mean.", ""]

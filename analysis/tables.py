@@ -23,6 +23,7 @@ from analysis import stats
 from analysis.attribution import Attribution
 from analysis.records import SPLITS, AnalysisError, parse_subset, trial_rows
 from omnimer.subsets import ALL_AUX, LATTICE, NO_AUX, TASKS, Subset, subset_name
+from omnimer.training.record import Status
 
 log = logging.getLogger(__name__)
 
@@ -178,11 +179,11 @@ def ablation_frame(frame: pd.DataFrame, split: str = "test") -> pd.DataFrame:
     table = []
     for subset in LATTICE:
         cell = rows[rows["subset"] == subset_name(subset)] if not rows.empty else rows
-        finished = cell[cell["status"] == "finished"] if not cell.empty else cell
+        finished = cell[cell["status"] == Status.FINISHED] if not cell.empty else cell
         entry: dict[str, Any] = {"subset": subset_name(subset), **dict(zip(TASKS, subset, strict=True))}
         entry["n"] = int(len(finished))
-        for status in ("failed", "stopped", "running"):
-            entry[status] = int((cell["status"] == status).sum()) if not cell.empty else 0
+        for status in (Status.FAILED, Status.STOPPED, Status.RUNNING):
+            entry[str(status)] = int((cell["status"] == status).sum()) if not cell.empty else 0
         for metric in TABLE_METRICS:
             values = finished[metric].to_numpy(dtype=float) if not finished.empty else []
             mean, std, _ = stats.mean_std(values)
@@ -376,7 +377,7 @@ def per_class_frame(frame: pd.DataFrame, subsets: Sequence[Subset], split: str =
     visible. Subsets without a finished trial are left out (logged).
     """
     rows = ablation_rows(frame, split)
-    rows = rows[rows["status"] == "finished"] if not rows.empty else rows
+    rows = rows[rows["status"] == Status.FINISHED] if not rows.empty else rows
     if rows.empty:
         return pd.DataFrame(columns=["label", "support"])
     first = rows.iloc[0]
@@ -498,7 +499,7 @@ def search_frame(frame: pd.DataFrame, study=None, top_k: int = 10) -> pd.DataFra
     search = frame[frame["mode"] == "search"] if not frame.empty else frame
     if search.empty:
         return _study_frame(study, top_k) if study is not None else pd.DataFrame()
-    valid = search[(search["split"] == "valid") & search["status"].isin(["finished", "stopped"])]
+    valid = search[(search["split"] == "valid") & search["status"].isin([Status.FINISHED, Status.STOPPED])]
     # A trial stopped before its first checkpoint has no metrics to rank it by.
     valid = valid[np.isfinite(valid["macro_f1"].to_numpy(dtype=float))]
     test = search[search["split"] == "test"].set_index("record_path")["macro_f1"]
@@ -556,7 +557,10 @@ def search_status_line(frame: pd.DataFrame) -> str:
     if search.empty:
         return ""
     counts = search["status"].value_counts()
-    parts = [f"{int(counts.get(s, 0))} {s}" for s in ("finished", "stopped", "failed", "running")]
+    parts = [
+        f"{int(counts.get(s, 0))} {s}"
+        for s in (Status.FINISHED, Status.STOPPED, Status.FAILED, Status.RUNNING)
+    ]
     return f"{len(search)} search trials: " + ", ".join(parts) + " (stopped = early-stopped by ASHA)."
 
 

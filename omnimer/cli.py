@@ -14,26 +14,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
+from omnimer.cluster import connect
 from omnimer.config import FORMATS, IngestConfig
 
 log = logging.getLogger("omnimer")
-
-
-def _init_ray(num_cpus: int | None = None) -> None:
-    """Join the cluster named by RAY_ADDRESS (e.g. inside ``ray job submit``), else start a local Ray."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    address = os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address)
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1")
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -63,7 +50,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _ingest(args: argparse.Namespace) -> int:
     from omnimer.data.formats import ManifestError
-    from omnimer.data.shards import IngestError, ingest
+    from omnimer.data.ingest import IngestError, ingest
 
     cfg = IngestConfig(
         format=args.format,
@@ -77,7 +64,7 @@ def _ingest(args: argparse.Namespace) -> int:
         audio_dir=args.audio_dir,
         label_sets=args.label_sets,
     )
-    _init_ray(args.num_cpus)
+    connect(args.num_cpus)
     try:
         info = ingest(
             Path(args.input), Path(args.out), cfg, quarantine=args.quarantine, overwrite=args.overwrite
@@ -117,15 +104,17 @@ def _tiny_model(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from omnimer import storage
     from omnimer.config import load_train_config
-    from omnimer.train import run_training
+    from omnimer.training.driver import run_training
 
     cfg = load_train_config(args.config, args.overrides)
-    _init_ray(args.num_cpus)
-    record = run_training(cfg)
-    test = record["test"] or {}
+    connect(args.num_cpus)
+    state = run_training(cfg).state
+    selected = state.selected if state is not None else None
+    valid = (selected.valid if selected else None) or {}
+    test = (selected.test if selected else None) or {}
     sys.stdout.write(
-        f"run {cfg.run.name}: best epoch {record['best_epoch']}, valid macro-F1 "
-        f"{(record['valid'] or {}).get('macro_f1', float('nan')):.4f}, "
+        f"run {cfg.run.name}: best epoch {state.best_epoch if state else None}, valid macro-F1 "
+        f"{valid.get('macro_f1', float('nan')):.4f}, "
         f"test macro-F1 {test.get('macro_f1', float('nan')):.4f} "
         f"-> {storage.join(cfg.run.output_dir, cfg.run.name, 'record.json')}\n"
     )

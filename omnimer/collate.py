@@ -39,6 +39,11 @@ class Batch:
         return int(self.inputs["attention_mask"].sum())
 
 
+def to_device(inputs: dict, device) -> dict:
+    """A batch's model inputs with every tensor on ``device``."""
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+
+
 def rows_from_numpy(batch: dict[str, np.ndarray]) -> list[dict]:
     """Rows of a Ray Data numpy batch (``frames`` already [B, T, H, W, 3]) as dicts."""
     keys = list(batch)

@@ -285,7 +285,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """The optimisation loop (omnimer.train)."""
+    """The optimisation loop (omnimer.training)."""
 
     epochs: int = field(default=3, metadata={"help": "passes over the train split"})
     batch_size: int = field(default=4, metadata={"help": "clips per worker per micro-batch"})

@@ -138,3 +138,19 @@ def chsims_sentiment(score: float) -> str:
     if score >= CHSIMS_POSITIVE_MIN:
         return "positive"
     return "neutral"
+
+
+def label_set_of(info: dict, target: str) -> LabelSet:
+    """The label set of ``target`` (emotion or sentiment) recorded in a dataset's ``dataset.json``."""
+    entry = info["label_sets"][target]
+    if entry is None:
+        raise ValueError(
+            f"the dataset has no {target} labels (format {info['format']}); use data.target=sentiment"
+        )
+    return LabelSet(entry["key"], entry["task"], tuple(entry["names"]), tuple(entry["display"]))
+
+
+def class_counts(info: dict, target: str, labels: LabelSet) -> list[int]:
+    """Train rows per class of ``labels``, in label order, from a dataset's ``dataset.json``."""
+    counts = info["counts"][target]["train"]
+    return [int(counts.get(name, 0)) for name in labels.names]

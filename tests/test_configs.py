@@ -28,7 +28,8 @@ sys.path.insert(0, str(REPO))
 
 from omnimer import cli  # noqa: E402
 from omnimer.config import TARGETS, load_train_config  # noqa: E402
-from sweeps import aux_ablation as sweep  # noqa: E402
+from omnimer.sweep import request as sweep  # noqa: E402
+from sweeps import aux_ablation  # noqa: E402
 
 CONFIG_DIRS = ("cluster", "sweeps/configs")
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
@@ -39,7 +40,7 @@ DOCKERFILE = REPO / "cluster" / "Dockerfile"
 RUNTIME_ENV_FILE = REPO / "cluster" / "runtime_env.yaml"
 RAYCLUSTER_FILE = REPO / "cluster" / "kuberay" / "raycluster.yaml"
 LAUNCHER_FILE = REPO / "cluster" / "ray-cluster.yaml"
-# Keys that omnimer.train.deepspeed_config() sets from the run's config (batch sizes, clipping,
+# Keys that omnimer.training.engine.deepspeed_config() sets from the run's config (batch sizes, clipping,
 # precision, optimizer): a value in the JSON would be overwritten, so the JSON leaves them out or "auto".
 DEEPSPEED_KEYS_FROM_TRAIN = (
     "train_micro_batch_size_per_gpu",
@@ -110,7 +111,7 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
 
 def parse_sweep(argv: list[str]) -> argparse.Namespace:
     """The arguments as sweeps/aux_ablation.py reads them: its own parser, and its list parsers."""
-    args = _parse(sweep.build_parser(), argv)
+    args = _parse(aux_ablation.build_parser(), argv)
     if args.mode not in sweep.MODES or args.target not in TARGETS:
         raise InterfaceError(f"--mode {args.mode} / --target {args.target}: unknown")
     args.seeds = sweep.parse_seeds(args.seeds)
@@ -234,7 +235,7 @@ def check_sweep_config(path: Path) -> None:
 def check_deepspeed_config(path: Path) -> None:
     from deepspeed.runtime.config import DeepSpeedConfig
 
-    from omnimer.train import deepspeed_config
+    from omnimer.training.engine import deepspeed_config
 
     rel = path.relative_to(REPO).as_posix()
     raw = json.loads(path.read_text(encoding="utf-8"))
@@ -242,10 +243,10 @@ def check_deepspeed_config(path: Path) -> None:
     assert stage in (2, 3), f"{rel}: zero_optimization.stage must be 2 or 3, got {stage!r}"
     for key in DEEPSPEED_KEYS_FROM_TRAIN:
         assert raw.get(key, "auto") == "auto", (
-            f"{rel}: {key} is set by omnimer.train.deepspeed_config from the run's config; "
+            f"{rel}: {key} is set by omnimer.training.engine.deepspeed_config from the run's config; "
             'leave it out or "auto"'
         )
-    assert "fp16" not in raw, f"{rel}: fp16 is dropped by omnimer.train (bf16 on GPU, fp32 on CPU)"
+    assert "fp16" not in raw, f"{rel}: fp16 is dropped by omnimer.training.engine (bf16 on GPU, fp32 on CPU)"
     if stage == 3:
         assert raw["zero_optimization"].get("stage3_gather_16bit_weights_on_model_save") is True, (
             f"{rel}: ZeRO-3 partitions the weights; saving the adapter needs them gathered"
@@ -255,7 +256,7 @@ def check_deepspeed_config(path: Path) -> None:
         # world_size 1: DeepSpeedConfig outside a process group checks the batch arithmetic for one rank.
         completed = deepspeed_config(cfg, world_size=1)
         assert all(completed.get(key, "auto") != "auto" for key in DEEPSPEED_KEYS_FROM_TRAIN), (
-            f"omnimer.train.deepspeed_config no longer sets all of {DEEPSPEED_KEYS_FROM_TRAIN}: "
+            f"omnimer.training.engine.deepspeed_config no longer sets all of {DEEPSPEED_KEYS_FROM_TRAIN}: "
             "update DEEPSPEED_KEYS_FROM_TRAIN"
         )
         # DeepSpeed's own validation: unknown zero_optimization keys, types, batch sizes.

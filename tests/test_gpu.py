@@ -3,9 +3,9 @@
     python -m pytest tests/test_gpu.py -m gpu -q        # skipped where torch sees no CUDA device
 
 In process, one rank (an NCCL process group of size 1, as a ``train.use_gpu=true`` Ray Train worker
-has), through the repo's own pieces: the config of :func:`omnimer.train.deepspeed_config`, the step
-loss of :func:`omnimer.train.step_losses` (main task and the three auxiliary tasks), DeepSpeed's
-backward/step and the closed-set :class:`omnimer.train.Evaluator` — driven by the loop of
+has), through the repo's own pieces: the config of :func:`omnimer.training.engine.deepspeed_config`, the step
+loss of :func:`omnimer.training.step.step_losses` (main task and the three auxiliary tasks), DeepSpeed's
+backward/step and the closed-set :class:`omnimer.training.evaluate.Evaluator` — driven by the loop of
 ``tests/bench/gpu_train.py``, which also measures the same path on the demo shards.
 """
 

@@ -15,10 +15,9 @@ from mediafiles import indomer_rows, tone, write_indomer, write_mp4, write_wav
 
 from omnimer.collate import rows_from_numpy, rows_from_table
 from omnimer.config import IngestConfig
+from omnimer.data.ingest import IngestError, ingest
 from omnimer.data.shards import (
     DATASET_JSON,
-    IngestError,
-    ingest,
     inspect_dataset,
     load_splits,
     open_split,

@@ -1,5 +1,6 @@
-"""sweeps/aux_ablation.py without Ray: the grid, the search space, trial configs and every refusal
-that must happen before a trial starts."""
+"""A sweep without Ray (omnimer.sweep and sweeps/aux_ablation.py): the grid, the search space, trial
+specs and configs, the request and every refusal that must happen before a trial starts, and the
+settling of the trials' records."""
 
 from __future__ import annotations
 
@@ -15,8 +16,27 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from recordfiles import make_record  # noqa: E402
+from recordfiles import write_record as write_analysis_record  # noqa: E402
+
+from omnimer import storage  # noqa: E402
 from omnimer.config import TrainConfig, load_train_config  # noqa: E402
 from omnimer.subsets import LATTICE, TASKS, parse_subset, subset_name  # noqa: E402
+from omnimer.sweep.embedded import embedded_root  # noqa: E402
+from omnimer.sweep.invocations import INVOCATIONS_FILE, end_invocation, start_invocation  # noqa: E402
+from omnimer.sweep.request import (  # noqa: E402
+    SWEEP_FILE,
+    SweepError,
+    check_same_sweep,
+    merge_best,
+    parse_seeds,
+    parse_subsets,
+)
+from omnimer.sweep.search import search_space, study_file  # noqa: E402
+from omnimer.sweep.trial import TrialSpec, search_overrides  # noqa: E402
+from omnimer.sweep.tuner import run_records, settle_records  # noqa: E402
+from omnimer.training.driver import with_absolute_paths  # noqa: E402
+from omnimer.training.record import STATE_FILE, Status, settle_run_dir  # noqa: E402
 from sweeps import aux_ablation as sweep  # noqa: E402
 
 DEMO = REPO / "sweeps" / "configs" / "demo.yaml"
@@ -45,7 +65,9 @@ def test_the_grid_is_the_eight_subsets_from_none_to_all():
 
 @pytest.mark.parametrize("subset", LATTICE, ids=subset_name)
 def test_an_ablation_cell_zeroes_exactly_the_disabled_tasks(subset):
-    cfg, meta = sweep.trial_config(params(subset=list(subset), seed=3))
+    spec = TrialSpec.from_tune(params(subset=list(subset), seed=3))
+    cfg = spec.config()
+    meta = spec.sweep_block(cfg)
     for task, enabled in zip(TASKS, subset, strict=True):
         weight = getattr(cfg.loss, f"aux_weight_{task}")
         assert weight == (0.3 if enabled else 0.0)
@@ -72,7 +94,10 @@ def test_a_search_trial_sets_the_sampled_keys_and_alpha_from_the_ratio():
         "loss.scheme": "focal",
         "loss.gamma": 3.5,
     }
-    cfg, meta = sweep.trial_config(params("search", search=sampled, trial_id="abc_00001", seed=0))
+    spec = TrialSpec.from_tune(params("search", **sampled, seed=0), trial_id="abc_00001")
+    assert spec.search == sampled
+    cfg = spec.config()
+    meta = spec.sweep_block(cfg)
     assert (cfg.model.lora.rank, cfg.model.lora.alpha) == (32, 64.0)
     assert cfg.train.lr == 0.001
     assert (cfg.loss.scheme, cfg.loss.gamma) == ("focal", 3.5)
@@ -93,14 +118,14 @@ def test_the_search_space_suggests_a_scheme_parameter_only_for_its_scheme(scheme
     study = optuna.create_study(direction="maximize")
     study.enqueue_trial({"loss.scheme": scheme})
     trial = study.ask()
-    sweep.search_space(trial, base_lr=0.003)
+    search_space(trial, base_lr=0.003)
     scheme_params = {"loss.gamma", "loss.beta", "loss.tau"} & set(trial.params)
     assert scheme_params == conditional
     assert trial.params["model.lora.rank"] in (4, 8, 16, 32, 64)
     assert 0.0003 <= trial.params["train.lr"] <= 0.03
     assert all(0 <= trial.params[f"loss.aux_weight_{t}"] <= 1 for t in TASKS)
     # Every sampled key but the alpha ratio is a config key: a trial config builds from them.
-    values = sweep.search_overrides(base_values(), trial.params)
+    values = search_overrides(base_values(), trial.params)
     TrainConfig.from_dict(values)
 
 
@@ -114,18 +139,18 @@ def test_the_search_space_suggests_a_scheme_parameter_only_for_its_scheme(scheme
     ],
 )
 def test_bad_seed_lists_are_refused(text, message):
-    with pytest.raises(sweep.SweepError, match=message):
-        sweep.parse_seeds(text)
+    with pytest.raises(SweepError, match=message):
+        parse_seeds(text)
 
 
 def test_seeds_parse():
-    assert sweep.parse_seeds("0, 1,2") == [0, 1, 2]
+    assert parse_seeds("0, 1,2") == [0, 1, 2]
 
 
 def test_subsets_parse_into_lattice_order():
-    assert sweep.parse_subsets(None) == [subset_name(s) for s in LATTICE]
-    assert sweep.parse_subsets("all, none") == ["none", "text+face+prosody"]
-    assert sweep.parse_subsets("Prosody+text,face") == ["face", "text+prosody"]
+    assert parse_subsets(None) == [subset_name(s) for s in LATTICE]
+    assert parse_subsets("all, none") == ["none", "text+face+prosody"]
+    assert parse_subsets("Prosody+text,face") == ["face", "text+prosody"]
 
 
 @pytest.mark.parametrize(
@@ -141,8 +166,8 @@ def test_subsets_parse_into_lattice_order():
     ],
 )
 def test_bad_subset_lists_are_refused(text, message):
-    with pytest.raises(sweep.SweepError, match=message):
-        sweep.parse_subsets(text)
+    with pytest.raises(SweepError, match=message):
+        parse_subsets(text)
 
 
 def refusal(capsys, argv) -> str:
@@ -196,19 +221,16 @@ def plan_argv(storage_path: str, *extra: str) -> list[str]:
 
 def test_an_s3_storage_path_puts_the_experiment_in_the_bucket(s3_bucket, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    planned = sweep.plan(sweep.build_parser().parse_args(plan_argv(f"s3://{s3_bucket}/experiments/")))
-    assert planned["storage"] == f"s3://{s3_bucket}/experiments"
-    assert planned["experiment_dir"] == f"s3://{s3_bucket}/experiments/x"
+    planned = request(plan_argv(f"s3://{s3_bucket}/experiments/"))
+    assert planned.storage == f"s3://{s3_bucket}/experiments"
+    assert planned.experiment_dir == f"s3://{s3_bucket}/experiments/x"
     assert list(tmp_path.iterdir()) == []  # nothing local: no "s3:" dir
     # The smoke test's data and a search's study stay local, under OMNIMER_CACHE_DIR.
     cache = tmp_path / "omnimer-cache"
-    assert sweep.embedded_root(planned["storage"]) == cache / "embedded"
-    assert (
-        sweep.study_file(planned["experiment_dir"])
-        == cache / "studies/s3" / s3_bucket / "experiments/x/optuna.db"
-    )
-    assert sweep.embedded_root(str(tmp_path / "exp")) == tmp_path / "exp" / "_embedded"
-    assert sweep.study_file(str(tmp_path / "exp" / "x")) == tmp_path / "exp" / "x" / "optuna.db"
+    assert embedded_root(planned.storage) == cache / "embedded"
+    assert study_file(planned.experiment_dir) == cache / "studies/s3" / s3_bucket / "experiments/x/optuna.db"
+    assert embedded_root(str(tmp_path / "exp")) == tmp_path / "exp" / "_embedded"
+    assert study_file(str(tmp_path / "exp" / "x")) == tmp_path / "exp" / "x" / "optuna.db"
 
 
 def test_an_s3_storage_path_that_cannot_be_written_is_refused(s3_bucket, capsys):
@@ -218,20 +240,18 @@ def test_an_s3_storage_path_that_cannot_be_written_is_refused(s3_bucket, capsys)
 
 
 def test_the_same_sweep_is_recognised_in_a_bucket(s3_bucket):
-    from omnimer import storage
-
     planned = {"mode": "ablation", "target": "emotion", "seeds": [0], "subsets": ["none"]}
     planned.update(num_samples=None, base={"a": 1})
     experiment = f"s3://{s3_bucket}/experiments/abl"
-    assert not sweep.check_same_sweep(experiment, planned)
-    storage.write_json(storage.join(experiment, sweep.SWEEP_FILE), planned)
-    assert sweep.check_same_sweep(experiment, planned)
-    with pytest.raises(sweep.SweepError, match=r"different request \(seeds: \[0\] → \[1\]\); re-run"):
-        sweep.check_same_sweep(experiment, {**planned, "seeds": [1]})
-    first = sweep.start_invocation(experiment, 2, False)
-    second = sweep.start_invocation(experiment, 4, True)
-    sweep.end_invocation(experiment, second)
-    invocations = storage.read_json(storage.join(experiment, sweep.INVOCATIONS_FILE))
+    assert not check_same_sweep(experiment, planned)
+    storage.write_json(storage.join(experiment, SWEEP_FILE), planned)
+    assert check_same_sweep(experiment, planned)
+    with pytest.raises(SweepError, match=r"different request \(seeds: \[0\] → \[1\]\); re-run"):
+        check_same_sweep(experiment, {**planned, "seeds": [1]})
+    first = start_invocation(experiment, 2, False)
+    second = start_invocation(experiment, 4, True)
+    end_invocation(experiment, second)
+    invocations = storage.read_json(storage.join(experiment, INVOCATIONS_FILE))
     assert [(i["invocation"], i["resumed"], i["slots"]) for i in invocations] == [(1, False, 2), (2, True, 4)]
     # The first one's driver never ended it: its wall time stays unknown.
     assert invocations[0]["wall_seconds"] is None and invocations[1]["wall_seconds"] >= 0
@@ -261,26 +281,28 @@ def test_a_different_sweep_under_the_same_name_is_refused(tmp_path):
         "base": {"a": 1},
     }
     # A sweep.json from before --subsets has no "subsets": it ran the whole grid.
-    (tmp_path / sweep.SWEEP_FILE).write_text(json.dumps(planned))
-    planned["subsets"] = sweep.parse_subsets(None)
-    assert sweep.check_same_sweep(tmp_path, planned)
-    with pytest.raises(sweep.SweepError, match=r"different request \(seeds: \[0, 1\] → \[0, 1, 2\]\)"):
-        sweep.check_same_sweep(tmp_path, {**planned, "seeds": [0, 1, 2]})
-    with pytest.raises(sweep.SweepError, match=r"different request \(subsets: \[.*\] → \[\"none\""):
-        sweep.check_same_sweep(tmp_path, {**planned, "subsets": ["none", "text+face+prosody"]})
-    assert not sweep.check_same_sweep(tmp_path / "new", planned)
+    (tmp_path / SWEEP_FILE).write_text(json.dumps(planned))
+    planned["subsets"] = parse_subsets(None)
+    assert check_same_sweep(tmp_path, planned)
+    with pytest.raises(SweepError, match=r"different request \(seeds: \[0, 1\] → \[0, 1, 2\]\)"):
+        check_same_sweep(tmp_path, {**planned, "seeds": [0, 1, 2]})
+    with pytest.raises(SweepError, match=r"different request \(subsets: \[.*\] → \[\"none\""):
+        check_same_sweep(tmp_path, {**planned, "subsets": ["none", "text+face+prosody"]})
+    assert not check_same_sweep(tmp_path / "new", planned)
 
 
 # Where a Ray session unpacks a job's working dir (`ray job submit --working-dir .`).
 UNPACKED = "/tmp/ray/session_2026-11-29_18-26-52_805568_18464/runtime_resources/working_dir_files"
 
 
-def planned_sweep(tmp_path: Path, *extra: str) -> dict:
-    planned = sweep.plan(sweep.build_parser().parse_args(plan_argv(str(tmp_path / "exp"), *extra)))
-    from omnimer.train import with_absolute_paths
+def request(argv: list[str]):
+    """The request the script makes of ``argv``, as it makes it before connecting to Ray."""
+    return sweep.request_from_args(sweep.build_parser().parse_args(argv))
 
-    planned["base"] = with_absolute_paths(TrainConfig.from_dict(planned["base"])).to_dict()
-    return planned
+
+def planned_sweep(tmp_path: Path, *extra: str) -> dict:
+    planned = request(plan_argv(str(tmp_path / "exp"), *extra))
+    return planned.with_base(with_absolute_paths(TrainConfig.from_dict(planned.base)).to_dict()).to_json()
 
 
 def test_the_request_holds_no_path_into_the_code_and_names_what_differs(tmp_path, monkeypatch):
@@ -300,12 +322,12 @@ def test_the_request_holds_no_path_into_the_code_and_names_what_differs(tmp_path
         f"{UNPACKED}/_ray_pkg_8129c3bea9bac654/cluster/deepspeed/zero2.json"
     )
     earlier["base"]["run"]["output_dir"] = f"{UNPACKED}/_ray_pkg_8129c3bea9bac654/runs/train"
-    (experiment / sweep.SWEEP_FILE).write_text(json.dumps(earlier))
-    assert sweep.check_same_sweep(experiment, planned)
+    (experiment / SWEEP_FILE).write_text(json.dumps(earlier))
+    assert check_same_sweep(experiment, planned)
     # Another request: the refusal names each differing key with both values.
     changed = planned_sweep(tmp_path, "train.lr=0.001", "train.deepspeed_config=cluster/deepspeed/zero3.json")
-    with pytest.raises(sweep.SweepError) as refused:
-        sweep.check_same_sweep(experiment, changed)
+    with pytest.raises(SweepError) as refused:
+        check_same_sweep(experiment, changed)
     message = str(refused.value)
     assert "holds a sweep started with a different request (" in message
     assert "train.lr: 0.003 → 0.001" in message
@@ -324,24 +346,35 @@ def test_a_storage_path_inside_a_ray_jobs_working_dir_is_refused(tmp_path, capsy
     assert "give an absolute path on storage every node sees" in err
 
 
-def write_record(run_dir: Path, status: str, valid_f1: float, lr: float, rank: int) -> None:
-    values = base_values()
-    values["train"]["lr"] = lr
-    values["model"]["lora"]["rank"] = rank
-    run_dir.mkdir(parents=True)
-    record = {"status": status, "config": values, "valid": {"macro_f1": valid_f1}}
-    (run_dir / "record.json").write_text(json.dumps(record))
+def search_experiment(exp: Path) -> Path:
+    """Three search trials (records as a sweep writes them): one finished, one failed with the best
+    valid score (a failed trial is never picked), one early-stopped with the best usable score."""
+    trials = (
+        ("a", "finished", 0.30, 0.001, 16),
+        ("b", "failed", 0.90, 0.01, 64),
+        ("c", "stopped", 0.35, 0.002, 32),
+    )
+    for name, status, valid_f1, lr, rank in trials:
+        overrides = {"train.lr": lr, "model.lora.rank": rank, "model.lora.alpha": 2.0 * rank}
+        record = make_record(LATTICE[-1], 0, valid_f1 - 0.01, mode="search", overrides=overrides)
+        record["valid"]["macro_f1"] = valid_f1
+        record["status"] = status
+        write_analysis_record(exp, f"trial-{name}", record)
+    return exp
 
 
-def test_best_of_takes_the_best_finished_trial_of_a_search(tmp_path):
-    write_record(tmp_path / "runs" / "trial-a", "finished", 0.30, 0.001, 16)
-    write_record(tmp_path / "runs" / "trial-b", "failed", 0.90, 0.01, 64)
-    write_record(tmp_path / "runs" / "trial-c", "stopped", 0.35, 0.002, 32)
-    best = sweep.best_of(tmp_path)
+def test_best_of_takes_the_best_finished_trial_of_a_search_as_the_analysis_ranks_them(tmp_path):
+    best = sweep.best_of(search_experiment(tmp_path / "search"))
     assert best["train"]["lr"] == 0.002 and best["model"]["lora"]["rank"] == 32
-    merged = sweep.merge_best(base_values(), {**best, "loss": {"aux_weight_text": 0.0}}, "ablation")
+    merged = merge_best(base_values(), {**best, "loss": {"aux_weight_text": 0.0}}, "ablation")
     assert merged["loss"]["aux_weight_text"] == 0.3  # the grid, not the best trial, turns tasks off
     assert TrainConfig.from_dict(merged).model.lora.rank == 32
+    # The same as the analysis report's best_config.yaml.
+    report = tmp_path / "report"
+    from analysis.report import analyse, write_report
+
+    write_report(analyse([tmp_path / "search"]), report)
+    assert sweep.best_of(report / "best_config.yaml") == best
 
 
 def test_best_of_reads_the_analysis_yaml_and_refuses_an_empty_search(tmp_path):
@@ -351,53 +384,56 @@ def test_best_of_reads_the_analysis_yaml_and_refuses_an_empty_search(tmp_path):
     )
     assert sweep.best_of(snippet) == {"model": {"lora": {"rank": 4}}, "train": {"lr": 0.01}}
     (tmp_path / "empty").mkdir()
-    with pytest.raises(sweep.SweepError, match=r"no finished trial with valid metrics"):
+    with pytest.raises(SweepError, match=r"--best-of .*empty: .*no record.json under this dir"):
         sweep.best_of(tmp_path / "empty")
-    with pytest.raises(sweep.SweepError, match=r"no such file or experiment dir"):
+    failed = make_record(LATTICE[-1], 0, 0.0, status="failed", mode="search")
+    write_analysis_record(tmp_path / "failed", "trial-x", failed)
+    with pytest.raises(SweepError, match=r"no finished search trial with valid metrics"):
+        sweep.best_of(tmp_path / "failed")
+    with pytest.raises(SweepError, match=r"no such file or experiment dir"):
         sweep.best_of(tmp_path / "missing")
 
 
-def test_close_record_takes_the_newest_checkpoint_and_keeps_finished_records(tmp_path):
-    from omnimer.train import STATE_FILE, close_record
-
-    run = tmp_path / "trial-1"
+def write_state_checkpoints(run_dir, history: list[dict]) -> None:
+    """Two Ray checkpoints of a run, after epoch 1 and after epoch 2, each with its run state."""
     for stamp, epochs in (("2026-01-01_00-00-01", 1), ("2026-01-01_00-00-02", 2)):
-        history = [
-            {"epoch": e, "valid": {"macro_f1": 0.1 * e}, "test": None, "seconds": 1.0} for e in range(1, 3)
-        ]
         state = {"history": history[:epochs], "best_epoch": epochs, "device_seconds": 2.0 * epochs}
-        (run / f"checkpoint_{stamp}").mkdir(parents=True)
-        (run / f"checkpoint_{stamp}" / STATE_FILE).write_text(json.dumps(state))
-    (run / "record.json").write_text(json.dumps({"status": "failed", "error": "ActorDiedError: ..."}))
-    assert close_record(run, "stopped")["status"] == "failed"  # only `running` is replaced
-    (run / "record.json").write_text(json.dumps({"status": "running"}))
-    record = close_record(run, "stopped")
-    assert record["status"] == "stopped" and "error" not in record
-    assert (record["best_epoch"], record["device_seconds"], len(record["epochs"])) == (2, 4.0, 2)
-    assert json.loads((run / "record.json").read_text()) == record
-    (run / "record.json").write_text(json.dumps({"status": "finished"}))
-    assert close_record(run, "failed", "late")["status"] == "finished"
-    assert close_record(tmp_path / "absent", "failed") is None
+        storage.write_json(storage.join(run_dir, f"checkpoint_{stamp}", STATE_FILE), state)
 
 
-def test_close_record_settles_runs_in_a_bucket(s3_bucket):
-    from omnimer import storage
-    from omnimer.train import STATE_FILE, close_record
+def test_settling_takes_the_newest_checkpoint_and_keeps_ended_records(tmp_path):
+    run = tmp_path / "trial-1"
+    history = [{"epoch": e, "valid": {"macro_f1": 0.1 * e}, "test": None, "seconds": 1.0} for e in (1, 2)]
+    write_state_checkpoints(run, history)
+    record = make_record(LATTICE[0], 0, 0.3, status="failed", mode="search")
+    (run / "record.json").write_text(json.dumps(record))
+    assert settle_run_dir(run, Status.STOPPED).status == Status.FAILED  # only `running` is settled
+    record.update(status="running")
+    del record["error"]
+    (run / "record.json").write_text(json.dumps(record))
+    settled = settle_run_dir(run, Status.STOPPED)
+    written = json.loads((run / "record.json").read_text())
+    assert written == settled.to_json()
+    assert written["status"] == "stopped" and "error" not in written
+    assert (written["best_epoch"], written["device_seconds"], len(written["epochs"])) == (2, 4.0, 2)
+    assert written["config"] == record["config"] and written["sweep"] == record["sweep"]
+    record.update(status="finished")
+    (run / "record.json").write_text(json.dumps(record))
+    assert settle_run_dir(run, Status.FAILED, "late").status == Status.FINISHED
+    assert settle_run_dir(tmp_path / "absent", Status.FAILED) is None
 
+
+def test_a_sweep_settles_the_runs_in_a_bucket(s3_bucket):
     runs = f"s3://{s3_bucket}/exp/runs"
     history = [{"epoch": e, "valid": {"macro_f1": 0.1 * e}, "test": {"macro_f1": 0.2}} for e in (1, 2)]
-    for stamp, epochs in (("2026-01-01_00-00-01", 1), ("2026-01-01_00-00-02", 2)):
-        state = {"history": history[:epochs], "best_epoch": epochs, "device_seconds": 2.0 * epochs}
-        storage.write_json(storage.join(runs, "none-seed0", f"checkpoint_{stamp}", STATE_FILE), state)
-    record = {
-        "status": "running",
-        "config": {"data": {"target": "emotion"}},
-        "sweep": {"subset": dict.fromkeys(TASKS, False)},
-    }
+    write_state_checkpoints(storage.join(runs, "none-seed0"), history)
+    record = make_record(LATTICE[0], 0, 0.3, status="failed")
+    record.update(status="running")
+    del record["error"]
     storage.write_json(storage.join(runs, "none-seed0", "record.json"), record)
-    assert sweep.run_records(runs) == [f"{runs}/none-seed0/record.json"]
-    assert sweep.settle_records([], runs, "ablation") == {"failed": 1}
+    assert run_records(runs) == [f"{runs}/none-seed0/record.json"]
+    assert settle_records([], runs, "ablation") == {"failed": 1}
     closed = storage.read_json(storage.join(runs, "none-seed0", "record.json"))
     assert (closed["status"], closed["best_epoch"], len(closed["epochs"])) == ("failed", 2, 2)
     assert closed["error"] == "the trial ended before its run finished"
-    assert close_record(storage.join(runs, "absent"), "failed") is None
+    assert settle_run_dir(storage.join(runs, "absent"), Status.FAILED) is None

@@ -244,13 +244,14 @@ import sys
 import ray
 
 from omnimer.config import load_train_config
-from omnimer.train import run_training
+from omnimer.training.driver import run_training
 
 ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
-for name, sweep in (("alone", None), ("trial", {"experiment": "srch", "mode": "search", "trial_id": "t"})):
+trial = {"experiment": "srch", "mode": "search", "trial_id": "t"}
+for name, sweep, record_failure in (("alone", None, True), ("trial", trial, False)):
     cfg = load_train_config("sweeps/configs/smoke.yaml", [*sys.argv[1:], f"run.name={name}"])
     try:
-        run_training(cfg, sweep=sweep)
+        run_training(cfg, sweep=sweep, record_failure=record_failure)
     except RuntimeError as err:
         print(f"{name} raised: {err}")
 """
@@ -262,7 +263,7 @@ def test_a_failed_run_says_so_and_a_failed_trial_is_left_to_its_sweep(workspace)
     `running`: ASHA stopping a trial also kills its Train run, and the trial's driver thread can
     outlive tuner.fit(); the sweep settles the record afterwards (settle_records), here as ASHA's
     `stopped`, with the metrics of the last checkpoint."""
-    from omnimer.train import close_record
+    from omnimer.training.record import Status, settle_run_dir
 
     root, env = workspace
     overrides = [
@@ -282,5 +283,7 @@ def test_a_failed_run_says_so_and_a_failed_trial_is_left_to_its_sweep(workspace)
     assert alone["status"] == "failed" and alone["error"] and alone["wall_seconds"] > 0
     trial = json.loads((root / "failing" / "trial" / "record.json").read_text())
     assert trial["status"] == "running" and "error" not in trial
-    settled = close_record(root / "failing" / "trial", "stopped")
-    assert settled["status"] == "stopped" and settled["best_epoch"] == 1 and len(settled["epochs"]) == 1
+    settled = settle_run_dir(root / "failing" / "trial", Status.STOPPED)
+    assert (
+        settled.status == Status.STOPPED and settled.state.best_epoch == 1 and len(settled.state.history) == 1
+    )

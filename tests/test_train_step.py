@@ -17,16 +17,10 @@ from omnimer.labels import INDOMER_EMOTION
 from omnimer.model.load import apply_lora, load_processor, load_thinker
 from omnimer.model.tiny import build_tiny_model
 from omnimer.tasks import MAIN, build_task_batches, main_conversation
-from omnimer.train import (
-    StepContext,
-    _filler_batch,
-    choose_verbalizers,
-    deepspeed_config,
-    lr_lambda,
-    step_losses,
-    validate_run,
-    with_absolute_paths,
-)
+from omnimer.training.driver import validate_run, with_absolute_paths
+from omnimer.training.engine import deepspeed_config, lr_lambda
+from omnimer.training.evaluate import choose_verbalizers
+from omnimer.training.step import StepContext, filler_batch, step_losses
 
 FRAMES, SIZE = 4, 56
 
@@ -238,7 +232,7 @@ def test_a_filler_batch_runs_the_tasks_forward_with_every_label_ignored(tiny):
     """What a worker runs under ZeRO-3 for a task another worker's rows have a target for."""
     _, processor = tiny
     rows = [{**row, "aux_face": None} for row in make_rows(2)]
-    batch = _filler_batch("aux_face", processor, {r["clip_id"]: r for r in rows}, TrainConfig(), SIZE)
+    batch = filler_batch("aux_face", processor, {r["clip_id"]: r for r in rows}, TrainConfig(), SIZE)
     assert batch.task == "aux_face" and len(batch.clip_ids) == 1
     assert batch.inputs["pixel_values_videos"].numel() > 0 and "input_features" not in batch.inputs
     assert bool((batch.labels == IGNORE_INDEX).all())

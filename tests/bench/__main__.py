@@ -86,7 +86,8 @@ def bench_data(
     import ray
 
     from omnimer.config import IngestConfig
-    from omnimer.data.shards import ingest, open_split
+    from omnimer.data.ingest import ingest
+    from omnimer.data.shards import open_split
     from omnimer.data.synthetic import SynthConfig, synthesize
 
     corpus = workdir / "corpus"
@@ -146,8 +147,8 @@ def bench_data(
 def bench_model(workdir: Path, shards: Path) -> None:
     from omnimer.collate import rows_from_table
     from omnimer.data.shards import open_split, read_dataset_info
+    from omnimer.labels import label_set_of
     from omnimer.model.tiny import build_tiny_model
-    from omnimer.train import label_set_of
 
     from .train_bench import bench_train
 

@@ -6,9 +6,9 @@
     python -m tests.bench.gpu_train --cpu --zero 2 --epochs 1          # shake-out on CPU (fp32 + gloo)
 
 On a GPU it is the path a ``train.use_gpu=true`` worker takes: bf16 weights (``model.dtype=bfloat16``),
-NCCL, the ZeRO config built by :func:`omnimer.train.deepspeed_config`, and per step the real
-:func:`omnimer.train.step_losses` (main task + the three auxiliary tasks) followed by
-``engine.backward`` / ``engine.step``; each epoch the real :class:`omnimer.train.Evaluator` scores
+NCCL, the ZeRO config built by :func:`omnimer.training.engine.deepspeed_config`, and per step the real
+:func:`omnimer.training.step.step_losses` (main task + the three auxiliary tasks) followed by
+``engine.backward`` / ``engine.step``; each epoch the real :class:`omnimer.training.evaluate.Evaluator` scores
 valid and test. Only Ray (which hands a worker its rows and its process group) is replaced: the rows
 are read with pyarrow from ``runs/demo/shards`` (``omnimer ingest``) and the process group is a local
 one of size 1.
@@ -111,7 +111,7 @@ def read_rows(data_dir: Path, split: str) -> list[dict]:
     """A split's rows in the order a worker of world size 1 sees them (sorted by clip_id)."""
     from omnimer.collate import rows_from_table
     from omnimer.data.shards import open_split
-    from omnimer.train import TRAIN_COLUMNS
+    from omnimer.training.dataset import TRAIN_COLUMNS
 
     table = open_split(data_dir, split).to_table(columns=TRAIN_COLUMNS)
     return sorted(rows_from_table(table), key=lambda r: str(r["clip_id"]))
@@ -130,7 +130,7 @@ class Data:
 
 def load_data(data_dir: Path) -> Data:
     from omnimer.data.shards import read_dataset_info
-    from omnimer.train import class_counts, label_set_of
+    from omnimer.labels import class_counts, label_set_of
 
     info = read_dataset_info(data_dir)
     labels = label_set_of(info, "emotion")
@@ -199,17 +199,9 @@ def train_run(
     from omnimer.collate import collate
     from omnimer.model.load import apply_lora, load_processor, load_thinker
     from omnimer.tasks import build_task_batches
-    from omnimer.train import (
-        Evaluator,
-        StepContext,
-        _epoch_order,
-        _gathered_adapter,
-        choose_verbalizers,
-        deepspeed_config,
-        lr_lambda,
-        seed_everything,
-        step_losses,
-    )
+    from omnimer.training.engine import deepspeed_config, gathered_adapter, lr_lambda, seed_everything
+    from omnimer.training.evaluate import Evaluator, choose_verbalizers
+    from omnimer.training.step import StepContext, epoch_order, step_losses
 
     use_gpu = cfg.train.use_gpu
     world_size = torch.distributed.get_world_size()
@@ -259,7 +251,7 @@ def train_run(
     losses_seen: list[float] = []
     for epoch in range(cfg.train.epochs):
         engine.train()
-        order = _epoch_order(rows_all, cfg, epoch, data.labels, data.counts)
+        order = epoch_order(rows_all, cfg, epoch, data.labels, data.counts)
         sync(use_gpu)
         epoch_started = time.perf_counter()
         sums: dict[str, float] = {}
@@ -306,7 +298,7 @@ def train_run(
         )
 
     # Data preparation alone (the processor on the CPU), for one epoch: how much of a step is not the GPU.
-    order = _epoch_order(rows_all, cfg, 0, data.labels, data.counts)
+    order = epoch_order(rows_all, cfg, 0, data.labels, data.counts)
     collate_started = time.perf_counter()
     for step in range(steps_per_epoch):
         rows = [rows_all[i] for i in order[step * cfg.train.batch_size : (step + 1) * cfg.train.batch_size]]
@@ -322,12 +314,12 @@ def train_run(
     changed = {n for n in before if not torch.equal(before[n], after[n])}
     frozen_changed = sorted(changed - trainable)
     lora_b = {n for n in trainable if "lora_B" in n}
-    adapter = gathered_adapter = {"checked": False}
+    adapter = whole_adapter = {"checked": False}
     if check_adapter:
-        # A plain save_pretrained, and the one train.py does (inside _gathered_adapter, which
-        # gathers the LoRA weights that ZeRO-3 partitions).
+        # A plain save_pretrained, and the one the training checkpoint does (inside gathered_adapter,
+        # which gathers the LoRA weights that ZeRO-3 partitions).
         adapter = check_saved_adapter(engine.module, after, trainable, contextlib.nullcontext())
-        gathered_adapter = check_saved_adapter(engine.module, after, trainable, _gathered_adapter(engine))
+        whole_adapter = check_saved_adapter(engine.module, after, trainable, gathered_adapter(engine))
 
     later = [e for e in epochs[1:]] or epochs
     steady_seconds = sum(e["train_seconds"] for e in later)
@@ -364,7 +356,7 @@ def train_run(
         "lora_b_unchanged": sorted(lora_b - changed)[:10],
         "only_lora_changed": not frozen_changed and all("lora_" in n for n in trainable) and bool(changed),
         "adapter": adapter,
-        "gathered_adapter": gathered_adapter,
+        "gathered_adapter": whole_adapter,
         "history": epochs,
     }
     engine.destroy()
@@ -429,7 +421,7 @@ def _describe(r: dict) -> str:
         f"{r['loss_last_step']:.3f}; {r['changed_tensors']} of {r['trainable_tensors']} LoRA tensors "
         "changed, "
         f"frozen changed: {r['frozen_changed'] or 'none'}; adapter saved plainly: "
-        f"{_adapter_text(r['adapter'])}; as train.py saves it (gathered): "
+        f"{_adapter_text(r['adapter'])}; as a training checkpoint saves it (gathered): "
         f"{_adapter_text(r['gathered_adapter'])}"
     )
 

@@ -19,7 +19,8 @@ from omnimer.config import DataConfig, LoraSettings, LossConfig, ModelConfig, Tr
 from omnimer.labels import LabelSet
 from omnimer.model.load import apply_lora, load_processor, load_thinker
 from omnimer.tasks import main_conversation
-from omnimer.train import StepContext, choose_verbalizers, step_losses
+from omnimer.training.evaluate import choose_verbalizers
+from omnimer.training.step import StepContext, step_losses
 
 
 def _model(path: str):
@@ -34,7 +35,7 @@ def _model(path: str):
 def _train_step(
     model, optimizer, processor, batch_rows, labels: LabelSet, loss_cfg: LossConfig, frame_size: int
 ) -> int:
-    """One optimizer step of the real training step function (``omnimer.train.step_losses``); returns
+    """One optimizer step of the real training step function (``omnimer.training.step.step_losses``); returns
     the step's tokens (every task's conversations, without padding)."""
     rebalancing = losses.build_rebalancing(loss_cfg, [1] * len(labels))
     ctx = StepContext(processor, labels, labels.names, [], rebalancing, frame_size, "cpu")

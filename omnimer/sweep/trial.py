@@ -1,0 +1,139 @@
+"""One trial of a sweep: its spec (which ablation cell or which sampled hyperparameters, which seed),
+its run config, and :func:`train_driver`, the function Ray Tune runs for it.
+
+Tune calls :func:`train_driver` with the trial's param dict (:mod:`omnimer.sweep.tuner` builds the
+grid or the Optuna search); the driver runs one training run (:mod:`omnimer.training.driver`), which
+reports every epoch back to Tune.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+
+from omnimer import provenance
+from omnimer.config import TrainConfig, apply_overrides
+from omnimer.subsets import TASKS, Subset, subset_name
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialSpec:
+    """A trial as Tune hands it over: the sweep's constants (mode, experiment, runs dir, base config),
+    the cell (ablation: ``subset``; search: the ``search`` parameters Optuna sampled) and the seed,
+    plus Tune's trial id and the sweep invocation that runs it."""
+
+    mode: str
+    experiment: str
+    runs_dir: str
+    base: dict
+    seed: int
+    subset: Subset | None = None
+    search: dict = dataclasses.field(default_factory=dict)
+    trial_id: str | None = None
+    invocation: int | None = None
+
+    @classmethod
+    def from_tune(cls, params: dict, trial_id: str | None = None, invocation: int | None = None) -> TrialSpec:
+        """A spec from Tune's param dict. In a search, every key that is not one of the sweep's
+        constants is a sampled parameter (Optuna's define-by-run space returns them side by side)."""
+        names = {field.name for field in dataclasses.fields(cls)}
+        search = {k: v for k, v in params.items() if k not in names} if params["mode"] == "search" else {}
+        return cls(
+            mode=params["mode"],
+            experiment=params["experiment"],
+            runs_dir=params["runs_dir"],
+            base=params["base"],
+            seed=params["seed"],
+            subset=tuple(params["subset"]) if params.get("subset") is not None else None,
+            search=search,
+            trial_id=trial_id if trial_id is not None else params.get("trial_id"),
+            invocation=invocation,
+        )
+
+    @property
+    def run_name(self) -> str:
+        """``<subset>-seed<seed>`` for an ablation cell, ``trial-<trial id>`` for a search trial."""
+        if self.mode == "ablation":
+            return f"{subset_name(self.subset)}-seed{self.seed}"
+        return f"trial-{self.trial_id}"
+
+    def config(self) -> TrainConfig:
+        """The trial's run config: the base with the cell's λ (or the sampled parameters) and seed."""
+        if self.mode == "ablation":
+            values = ablation_overrides(self.base, self.subset, self.seed)
+        else:
+            values = search_overrides(self.base, self.search)
+            values["train"]["seed"] = self.seed
+        values["run"] = {"output_dir": self.runs_dir, "name": self.run_name}
+        # A trial restored from the Tune state of an earlier version may hold the DeepSpeed config as a
+        # path into that Ray session's working dir: this session resolves it in its own copy.
+        values["train"]["deepspeed_config"] = provenance.repo_relative(values["train"]["deepspeed_config"])
+        return TrainConfig.from_dict(values)
+
+    def sweep_block(self, cfg: TrainConfig) -> dict:
+        """The record's ``sweep`` block: experiment, mode, trial id, seed, subset (λ > 0), invocation."""
+        block = {
+            "experiment": self.experiment,
+            "mode": self.mode,
+            "trial_id": self.trial_id or self.run_name,
+            "seed": cfg.train.seed,
+            "subset": {t: getattr(cfg.loss, f"aux_weight_{t}") > 0 for t in TASKS},
+        }
+        if self.invocation is not None:
+            block["invocation"] = self.invocation
+        return block
+
+
+def ablation_overrides(base: dict, subset: Subset, seed: int) -> dict:
+    """The trial config of one ablation cell: a disabled task gets λ = 0, an enabled one keeps its λ."""
+    values = copy.deepcopy(base)
+    for task, enabled in zip(TASKS, subset, strict=True):
+        if not enabled:
+            values["loss"][f"aux_weight_{task}"] = 0.0
+    values["train"]["seed"] = seed
+    return values
+
+
+def search_overrides(base: dict, params: dict) -> dict:
+    """The trial config of one search trial: the sampled parameters set into the base config."""
+    params = dict(params)
+    ratio = params.pop("lora_alpha_over_rank", None)
+    dotted = [f"{key}={json.dumps(value)}" for key, value in params.items()]
+    values = apply_overrides(base, dotted)
+    if ratio is not None:
+        values["model"]["lora"]["alpha"] = float(ratio * values["model"]["lora"]["rank"])
+    return values
+
+
+def train_driver(params: dict, dataset=None, invocation: int | None = None) -> None:
+    """One Tune trial: the Ray Train run of one config, reporting each epoch to Tune.
+
+    ``dataset`` is the sweep's shards, read once and shared by every trial, and ``invocation`` the
+    number of the sweep invocation that runs the trial (both through ``tune.with_parameters``, so
+    neither is kept in Tune's state: a resumed sweep passes its own).
+    """
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from omnimer.training.driver import finished_record, run_training
+
+    spec = TrialSpec.from_tune(params, tune.get_context().get_trial_id(), invocation)
+    cfg = spec.config()
+    previous = finished_record(cfg)
+    if previous is not None:
+        # The run finished but Tune did not hear of it (the sweep's driver died in between):
+        # report its result once instead of training it again.
+        tune.report(previous.state.report())
+        return
+    # A failed fit leaves the record `running`: the sweep settles it once Tune has ended every trial
+    # (tuner.settle_records). ASHA stopping a trial kills its Train run, so this driver sees a
+    # failure; and its thread can outlive tuner.fit(), so a record written here could land after the
+    # sweep settled it as `stopped`.
+    run_training(
+        cfg,
+        callbacks=[TuneReportCallback()],
+        sweep=spec.sweep_block(cfg),
+        dataset=dataset,
+        record_failure=False,
+    )

@@ -1,0 +1,168 @@
+"""The Tune layer of a sweep: the grid (ablation) or OptunaSearch + ASHA (search) over
+:func:`omnimer.sweep.trial.train_driver`, started or resumed in ``<storage-path>/<name>``, and the
+records of its trials settled once Tune has ended them.
+
+Called by ``sweeps/aux_ablation.py`` (:func:`run_sweep`, then :func:`settle_records`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omnimer import storage
+from omnimer.config import TrainConfig
+from omnimer.subsets import LATTICE, subset_name
+from omnimer.sweep import search
+from omnimer.sweep.invocations import end_invocation, invocation_log, start_invocation
+from omnimer.sweep.progress import TrialLines
+from omnimer.sweep.request import SWEEP_FILE, SweepRequest, check_same_sweep
+from omnimer.sweep.resources import cluster_slots
+from omnimer.sweep.trial import TrialSpec, train_driver
+from omnimer.training.record import RECORD_FILE, Status, settle_run_dir
+
+log = logging.getLogger(__name__)
+
+
+def run_sweep(request: SweepRequest):
+    """Start or resume the sweep on the connected Ray cluster; returns Tune's ResultGrid and this
+    invocation's entry of ``invocations.json``."""
+    from ray import tune
+
+    experiment_dir = request.experiment_dir
+    base = TrainConfig.from_dict(request.base)
+    slots, driver_resources = cluster_slots(base)
+    log.info("%s sweep %s: %d trial(s) at a time", request.mode, experiment_dir, slots)
+    experiment_path, experiment_filesystem = storage.ray_storage(experiment_dir)
+    resuming = check_same_sweep(experiment_dir, request) and tune.Tuner.can_restore(
+        experiment_path, storage_filesystem=experiment_filesystem
+    )
+    invocation = start_invocation(experiment_dir, slots, resuming)
+    with invocation_log(experiment_dir, invocation["invocation"]):
+        results = _fit(request, base, slots, driver_resources, invocation["invocation"], resuming)
+    end_invocation(experiment_dir, invocation)
+    return results, invocation
+
+
+def _fit(
+    request: SweepRequest,
+    base: TrainConfig,
+    slots: int,
+    driver_resources: dict,
+    invocation: int,
+    resuming: bool,
+):
+    """Build or restore the Tuner and fit it (the trials run here)."""
+    from ray import tune
+
+    experiment_dir = request.experiment_dir
+    remote = storage.is_remote(experiment_dir)
+    experiment_path, experiment_filesystem = storage.ray_storage(experiment_dir)
+    trainable = make_trainable(base, driver_resources, invocation)
+    if remote and request.mode == "search":
+        search.fetch_study(experiment_dir, resuming)
+    if resuming:
+        log.info("resuming %s: finished trials are kept, the others continue", experiment_dir)
+        tuner = tune.Tuner.restore(
+            experiment_path,
+            trainable=trainable,
+            resume_unfinished=True,
+            restart_errored=True,
+            storage_filesystem=experiment_filesystem,
+        )
+    else:
+        storage.write_json(storage.join(experiment_dir, SWEEP_FILE), request.to_json())
+        tuner = build_tuner(request, base, slots, trainable)
+    try:
+        return tuner.fit()
+    finally:
+        if remote and request.mode == "search":
+            search.upload_study(experiment_dir)
+
+
+def make_trainable(base: TrainConfig, driver_resources: dict, invocation: int):
+    """:func:`train_driver` with the sweep's shards read once into Ray's object store: every trial's
+    workers stream them from there instead of each trial re-reading (and re-listing) the files."""
+    from ray import tune
+
+    from omnimer.training.dataset import load_shards
+
+    dataset = load_shards(base.data.path).materialize()
+    return tune.with_resources(
+        tune.with_parameters(train_driver, dataset=dataset, invocation=invocation), driver_resources
+    )
+
+
+def build_tuner(request: SweepRequest, base: TrainConfig, slots: int, trainable):
+    """The ``Tuner``: grid over the chosen aux subsets × seeds, or OptunaSearch + ASHA."""
+    from ray import tune
+
+    constant = {
+        "base": request.base,
+        "mode": request.mode,
+        "experiment": request.name,
+        "runs_dir": request.runs_dir,
+    }
+    storage_path, storage_filesystem = storage.ray_storage(request.storage)
+    run_config = tune.RunConfig(
+        name=request.name,
+        storage_path=storage_path,
+        storage_filesystem=storage_filesystem,
+        # A trial that fails (a lost node, an OOM) starts again; its Train run resumes from the
+        # last checkpoint under runs/<run-name>.
+        failure_config=tune.FailureConfig(max_failures=2),
+        # One line per ended trial (omnimer.sweep.progress) instead of Tune's repeated status table.
+        callbacks=[TrialLines()],
+        verbose=0,
+    )
+    if request.mode == "ablation":
+        param_space = {
+            **constant,
+            "subset": tune.grid_search([list(s) for s in LATTICE if subset_name(s) in request.subsets]),
+            "seed": tune.grid_search(request.seeds),
+        }
+        tune_config = tune.TuneConfig(max_concurrent_trials=slots, reuse_actors=False)
+        return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
+
+    searcher, scheduler = search.build_search(
+        request.name, request.experiment_dir, base.train.lr, base.train.epochs, request.seeds[0], constant
+    )
+    tune_config = tune.TuneConfig(
+        metric=search.METRIC,
+        mode="max",
+        search_alg=searcher,
+        scheduler=scheduler,
+        num_samples=request.num_samples,
+        max_concurrent_trials=slots,
+        reuse_actors=False,
+    )
+    return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
+
+
+def run_records(runs_dir: Path | str) -> list[str]:
+    """The ``record.json`` of every run under ``runs_dir`` (``runs/<run-name>/record.json``), sorted."""
+    return storage.find_files(runs_dir, RECORD_FILE, max_depth=1)
+
+
+def settle_records(results, runs_dir: Path | str, mode: str) -> dict[str, int]:
+    """After the sweep, settle the records of trials that Tune ended from outside; count per status.
+
+    A trial's driver writes ``finished`` at the end of its run and nothing when the run fails
+    (:func:`omnimer.sweep.trial.train_driver`), so such records still say ``running``. A search trial
+    that Tune ended without an error was stopped by ASHA; an errored trial failed. No trial runs
+    any more, so a record still ``running`` failed.
+    """
+    for result in results:
+        spec = TrialSpec.from_tune(result.config, (result.metrics or {}).get("trial_id"))
+        run_dir = storage.join(runs_dir, spec.run_name)
+        if result.error is not None:
+            settle_run_dir(run_dir, Status.FAILED, f"{type(result.error).__name__}: {result.error}")
+        elif mode == "search":
+            settle_run_dir(run_dir, Status.STOPPED)
+    counts: dict[str, int] = {}
+    for path in run_records(runs_dir):
+        record = settle_run_dir(
+            storage.parent(path), Status.FAILED, "the trial ended before its run finished"
+        )
+        counts[str(record.status)] = counts.get(str(record.status), 0) + 1
+    return counts

@@ -1,0 +1,213 @@
+"""The driver of one training run: validate the config before any worker starts, build the
+``TorchTrainer``, fit, and write the run's ``record.json``.
+
+    omnimer train --config sweeps/configs/smoke.yaml model.name_or_path=runs/demo/tiny-model \\
+        data.path=runs/demo/shards run.output_dir=runs/train run.name=r0
+
+Called by ``omnimer train`` (:mod:`omnimer.cli`) and by each trial of ``sweeps/aux_ablation.py``
+(:func:`omnimer.sweep.trial.train_driver`). The workers run :mod:`omnimer.training.worker`.
+
+Outputs of ``<run.output_dir>/<run.name>/``: ``record.json``
+(:class:`~omnimer.training.record.RunRecord`), ``tensorboard/`` and ``best_adapter/`` (the LoRA adapter
+of the epoch with the best valid macro-F1; :mod:`omnimer.training.outputs`), and Ray's checkpoints
+(adapter + DeepSpeed optimizer state, :mod:`omnimer.training.checkpoint`) under ``checkpoint_*``.
+``run.output_dir`` may be an object store URI (``s3://bucket/runs``, see :mod:`omnimer.storage`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+
+from omnimer import storage
+from omnimer.config import TrainConfig
+from omnimer.labels import label_set_of
+from omnimer.provenance import code_version, in_repo, package_versions, repo_relative
+from omnimer.training.checkpoint import final_state
+from omnimer.training.dataset import DATASET, load_shards
+from omnimer.training.record import (
+    RunRecord,
+    Status,
+    comparable_config,
+    differences,
+    read_record,
+    settle,
+    write_record,
+)
+from omnimer.training.worker import train_loop_per_worker
+
+log = logging.getLogger(__name__)
+
+
+def run_location(cfg: TrainConfig) -> str:
+    """``<run.output_dir>/<run.name>``: an absolute local path, or a URI under an object store."""
+    if storage.is_remote(cfg.run.output_dir):
+        return storage.join(cfg.run.output_dir, cfg.run.name)
+    return str(Path(cfg.run.output_dir).resolve() / cfg.run.name)
+
+
+def validate_run(cfg: TrainConfig) -> dict:
+    """Checks that need files (dataset, model, DeepSpeed config), done before any worker starts."""
+    from omnimer.data.shards import read_dataset_info
+    from omnimer.model.load import resolve_checkpoint
+
+    path = Path(cfg.data.path)
+    if not path.is_dir():
+        raise ValueError(f"data.path {cfg.data.path!r} does not exist; run `omnimer ingest` first")
+    info = read_dataset_info(path)
+    labels = label_set_of(info, cfg.data.target)
+    if cfg.data.label_set and cfg.data.label_set != labels.key:
+        raise ValueError(
+            f"data.label_set {cfg.data.label_set!r} does not match the dataset's {cfg.data.target} label set "
+            f"{labels.key!r} ({path / 'dataset.json'})"
+        )
+    if not info["counts"]["rows"].get("train"):
+        raise ValueError(f"{path} has no train rows")
+    try:
+        resolve_checkpoint(cfg.model.name_or_path)
+    except OSError as err:
+        raise ValueError(f"model.name_or_path: {err}") from None
+    if not in_repo(cfg.train.deepspeed_config).is_file():
+        raise ValueError(f"train.deepspeed_config {cfg.train.deepspeed_config!r} does not exist")
+    return info
+
+
+def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
+    """Resolve the config's local paths on the driver: Ray workers run in another working directory.
+
+    The data, the model and the output dir become absolute (relative ones are taken from the current
+    directory). A repository file (``train.deepspeed_config``) becomes repo-relative instead: every
+    process resolves it in its own copy of the code (:func:`omnimer.provenance.in_repo`), so a record
+    or a sweep's Tune state holds no path into one Ray session's unpacked working dir.
+    """
+    model = cfg.model
+    if Path(model.name_or_path).expanduser().exists():
+        model = dataclasses.replace(model, name_or_path=str(Path(model.name_or_path).expanduser().resolve()))
+    return dataclasses.replace(
+        cfg,
+        data=dataclasses.replace(cfg.data, path=str(Path(cfg.data.path).resolve())),
+        model=model,
+        train=dataclasses.replace(cfg.train, deepspeed_config=repo_relative(cfg.train.deepspeed_config)),
+        run=dataclasses.replace(
+            cfg.run,
+            # An object store URI stays one; a local path (or file:// URI) becomes an absolute path.
+            output_dir=cfg.run.output_dir
+            if storage.is_remote(cfg.run.output_dir)
+            else str(storage.local_path(cfg.run.output_dir).resolve()),
+        ),
+    )
+
+
+def build_trainer(cfg: TrainConfig, *, callbacks: list | None = None, dataset=None):
+    """The ``TorchTrainer`` of one run: every worker gets the whole (unsplit) dataset.
+
+    ``dataset`` is the shards as a Ray Dataset, read here from ``cfg.data.path`` if not given (a sweep
+    passes one materialized dataset to all its trials, so no trial re-reads the files).
+    """
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    if dataset is None:
+        dataset = load_shards(cfg.data.path)
+    # Every worker reads the whole dataset in a few seconds. Ray Data's progress bars for that, which
+    # every worker of every trial forwards to the driver, made up 98% of a run's log (4234 lines for
+    # a 2-step run, and most of a sweep's or a Ray job's log).
+    dataset.context.enable_progress_bars = False
+    output_dir = cfg.run.output_dir
+    storage_path, storage_filesystem = storage.ray_storage(
+        output_dir if storage.is_remote(output_dir) else str(Path(output_dir).resolve())
+    )
+    datasets = {DATASET: dataset}
+    resources = {"CPU": cfg.train.cpus_per_worker}
+    if cfg.train.use_gpu:
+        resources["GPU"] = 1
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=cfg.to_dict(),
+        torch_config=TorchConfig(backend="nccl" if cfg.train.use_gpu else "gloo"),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu, resources_per_worker=resources
+        ),
+        run_config=ray.train.RunConfig(
+            name=cfg.run.name,
+            storage_path=storage_path,
+            storage_filesystem=storage_filesystem,
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
+            callbacks=callbacks,
+        ),
+        datasets=datasets,
+        dataset_config=ray.train.DataConfig(datasets_to_split=[]),
+    )
+
+
+def run_training(
+    cfg: TrainConfig,
+    *,
+    callbacks: list | None = None,
+    dataset=None,
+    sweep: dict | None = None,
+    record_failure: bool = True,
+) -> RunRecord:
+    """Validate, fit, and write ``record.json``; returns the record. A run that already finished with
+    the same config is not run again: its record is returned as it is.
+
+    ``callbacks`` and ``dataset`` go to :func:`build_trainer`; ``sweep`` (experiment, mode, trial id,
+    seed, subset, invocation) is stored in the record for the analysis. A failed fit raises; with
+    ``record_failure`` the record first says ``failed``, else it stays ``running`` for the caller to
+    settle (a sweep's trials: see :func:`omnimer.sweep.tuner.settle_records`).
+    """
+    info = validate_run(cfg)
+    cfg = with_absolute_paths(cfg)
+    run_dir = run_location(cfg)
+    previous = finished_record(cfg)
+    if previous is not None:
+        log.info("run %s already finished with this config; nothing to do", run_dir)
+        return previous
+    dataset_entry = {
+        "path": str(Path(cfg.data.path).resolve()),
+        "label_set": info["label_sets"][cfg.data.target]["key"],
+        "counts": info["counts"]["rows"],
+    }
+    record = RunRecord.start(cfg.to_dict(), dataset_entry, code_version(), package_versions(), sweep)
+    write_record(run_dir, record)
+    started = time.time()
+    trainer = build_trainer(cfg, callbacks=callbacks, dataset=dataset)
+    try:
+        result = trainer.fit()
+        error = result.error
+    except Exception as err:  # the record must say the run failed, then the error propagates
+        error, result = err, None
+    wall_seconds = time.time() - started
+    if error is not None or result is None:
+        if record_failure:
+            failed = settle(
+                record, Status.FAILED, error=f"{type(error).__name__}: {error}", wall_seconds=wall_seconds
+            )
+            write_record(run_dir, failed)
+        raise RuntimeError(f"training failed: {error}") from error
+    finished = settle(record, Status.FINISHED, state=final_state(result), wall_seconds=wall_seconds)
+    write_record(run_dir, finished)
+    return finished
+
+
+def finished_record(cfg: TrainConfig) -> RunRecord | None:
+    """The record of this run if it already finished with this very config, else None.
+
+    Raises if the run dir holds a run with another config: Ray Train resumes a run from the
+    checkpoints under the same storage path and name, so a different config there would silently
+    continue someone else's run. ``cfg`` must have absolute paths (:func:`with_absolute_paths`).
+    """
+    run_dir = run_location(cfg)
+    previous = read_record(run_dir)
+    if previous is None:
+        return None
+    changed = differences(comparable_config(previous.config), comparable_config(cfg.to_dict()))
+    if changed:
+        raise ValueError(
+            f"{run_dir} already holds a run with a different config ({changed}); choose "
+            "another run.name or remove that directory"
+        )
+    return previous if previous.status == Status.FINISHED else None

@@ -1,0 +1,84 @@
+"""A worker's DeepSpeed engine: the ZeRO config completed from the run config, AdamW with a
+warmup-cosine schedule, and the adapter gathered whole under ZeRO-3.
+
+Used by the Ray Train worker (:mod:`omnimer.training.worker`) and the GPU bench
+(``python -m tests.bench.gpu_train``); ``tests/test_configs.py`` checks every shipped ZeRO config
+through :func:`deepspeed_config`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+
+import numpy as np
+import torch
+
+from omnimer.config import TrainConfig
+from omnimer.provenance import in_repo
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def lr_lambda(total_steps: int, warmup_ratio: float):
+    """Linear warmup over ``warmup_ratio`` of the steps, then cosine decay to 0."""
+    warmup = int(total_steps * warmup_ratio)
+
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+def deepspeed_config(cfg: TrainConfig, world_size: int) -> dict:
+    """The ZeRO config from ``cluster/deepspeed``, completed with this run's batch sizes and precision."""
+    ds = json.loads(in_repo(cfg.train.deepspeed_config).read_text())
+    ds["train_micro_batch_size_per_gpu"] = cfg.train.batch_size
+    ds["gradient_accumulation_steps"] = cfg.train.grad_accum
+    ds["train_batch_size"] = cfg.train.batch_size * cfg.train.grad_accum * world_size
+    ds["gradient_clipping"] = cfg.train.max_grad_norm
+    # bf16 on GPU; fp32 on CPU, where DeepSpeed picks its CPU accelerator and gloo by itself.
+    ds["bf16"] = {"enabled": bool(cfg.train.use_gpu)}
+    ds.pop("fp16", None)
+    # Our optimizer is torch's AdamW; with optimizer offload DeepSpeed would otherwise insist on its own.
+    ds["zero_force_ds_cpu_optimizer"] = False
+    return ds
+
+
+def build_engine(model, cfg: TrainConfig, world_size: int, optimizer_steps: int):
+    """``deepspeed.initialize`` of ``model``'s trainable (LoRA) weights; returns the engine and the
+    learning-rate scheduler."""
+    import deepspeed
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(optimizer_steps, cfg.train.warmup_ratio)
+    )
+    engine, _, _, scheduler = deepspeed.initialize(
+        model=model,
+        optimizer=optimizer,
+        lr_scheduler=scheduler,
+        config=deepspeed_config(cfg, world_size),
+        dist_init_required=False,
+    )
+    return engine, scheduler
+
+
+def gathered_adapter(engine):
+    """Context in which the trainable (LoRA) weights are whole on every rank, whatever the ZeRO stage."""
+    if engine.zero_optimization_stage() != 3:
+        return contextlib.nullcontext()
+    import deepspeed
+
+    trainable = [p for p in engine.module.parameters() if p.requires_grad]
+    return deepspeed.zero.GatheredParameters(trainable, modifier_rank=None)

@@ -1,0 +1,133 @@
+"""Closed-set evaluation of a training run: score every label verbalizer, take the argmax, compute metrics.
+
+Used each epoch by the Ray Train worker (:mod:`omnimer.training.worker`) on the valid split, and on
+the test split for the epoch that model selection picks; also by the GPU bench
+(``python -m tests.bench.gpu_train``). The scoring itself is :mod:`omnimer.metrics`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from omnimer import metrics
+from omnimer.collate import collate, to_device
+from omnimer.config import TrainConfig
+from omnimer.labels import LabelSet
+from omnimer.tasks import main_conversation
+
+
+def choose_verbalizers(tokenizer, labels: LabelSet) -> tuple[tuple[str, ...], list[int]]:
+    """Verbalizers whose first tokens differ, so one forward pass scores every label.
+
+    The canonical names are tried first, then the English display names; the loop refuses to train
+    with verbalizers that first-token scoring could not tell apart.
+    """
+    errors = []
+    for candidate in (labels.verbalizers, labels.display):
+        ids = [tokenizer(word, add_special_tokens=False).input_ids for word in candidate]
+        try:
+            return tuple(candidate), metrics.check_distinct_first_tokens(ids, list(candidate))
+        except ValueError as err:
+            errors.append(str(err))
+    raise ValueError("no verbalizers with distinct first tokens for this tokenizer: " + "; ".join(errors))
+
+
+class Evaluator:
+    """Closed-set evaluation: one forward pass per batch of prompts, scored on the label tokens.
+
+    With several workers every one runs the same number of forward passes: under ZeRO-3 each forward
+    gathers the partitioned weights with collectives, so a worker whose slice of a split needs one
+    batch fewer (13 test clips on 2 workers: 7 and 6) would leave the others waiting in a collective
+    that never matches (gloo aborts, NCCL hangs). A worker short of batches runs filler forwards on
+    rows it already has (``filler``: a row to use when its slice is empty) and discards them.
+    """
+
+    def __init__(
+        self,
+        processor,
+        cfg: TrainConfig,
+        labels: LabelSet,
+        verbalizers,
+        first_ids,
+        frame_size: int,
+        filler: dict | None = None,
+    ):
+        self.processor, self.cfg, self.labels = processor, cfg, labels
+        self.verbalizers, self.first_ids, self.frame_size = verbalizers, first_ids, frame_size
+        self.filler = filler
+
+    @torch.no_grad()
+    def evaluate(self, model, rows: list[dict], device, world_size: int) -> dict | None:
+        """Metrics over every rank's rows (None if the split is empty)."""
+        _, truth, predicted = self.predict(model, rows, device, world_size)
+        truth, predicted = gather(truth, world_size), gather(predicted, world_size)
+        return metrics.classification_metrics(truth, predicted, self.labels.names) if truth else None
+
+    def _chunks(self, rows: list[dict]) -> list[list[dict]]:
+        """The evaluation batches of ``rows``: those with a label for the target, in order."""
+        size, target = self.cfg.train.eval_batch_size, self.cfg.data.target
+        chunks = [[r for r in rows[i : i + size] if r[target] is not None] for i in range(0, len(rows), size)]
+        return [chunk for chunk in chunks if chunk]
+
+    @torch.no_grad()
+    def predict(
+        self, model, rows: list[dict], device, world_size: int = 1
+    ) -> tuple[list[str], list[int], list[int]]:
+        chunks = self._chunks(rows)
+        forwards = len(chunks)
+        if world_size > 1:
+            count = torch.tensor([forwards], dtype=torch.long, device=device)
+            torch.distributed.all_reduce(count, op=torch.distributed.ReduceOp.MAX)
+            forwards = int(count)
+        clip_ids, truth, predicted = [], [], []
+        for i in range(forwards):
+            if i < len(chunks):
+                batch, scores = self._scores(model, chunks[i], device)
+                predicted += metrics.closed_set_predict(scores).tolist()
+                truth += batch.class_index.tolist()
+                clip_ids += batch.clip_ids
+            else:  # a filler forward: the same modules as the other workers' batch, output unused
+                self._scores(model, chunks[0] if chunks else [self._filler()], device)
+        return clip_ids, truth, predicted
+
+    def _filler(self) -> dict:
+        if self.filler is None:
+            raise RuntimeError("this worker has no evaluation rows and no filler row for its forward passes")
+        return self.filler
+
+    def _scores(self, model, chunk: list[dict], device):
+        data = self.cfg.data
+        convs = [
+            main_conversation(
+                r,
+                data.target,
+                self.labels,
+                self.verbalizers,
+                data.language,
+                with_answer=False,
+                audio_in_video=data.audio_in_video,
+            )
+            for r in chunk
+        ]
+        batch = collate(
+            self.processor,
+            convs,
+            {r["clip_id"]: r for r in chunk},
+            frame_size=self.frame_size,
+            audio_in_video=data.audio_in_video,
+            with_labels=False,
+        )
+        out = model(**to_device(batch.inputs, device), use_cache=False)
+        scores = metrics.verbalizer_scores(
+            out.logits, batch.inputs["attention_mask"].to(device), self.first_ids
+        )
+        return batch, scores
+
+
+def gather(values: list, world_size: int) -> list:
+    """Every worker's ``values``, concatenated in rank order (on every worker)."""
+    if world_size == 1:
+        return values
+    gathered: list = [None] * world_size
+    torch.distributed.all_gather_object(gathered, values)
+    return [v for part in gathered for v in part]

@@ -1,0 +1,231 @@
+"""The Ray Train worker function of a training run: set up, then per epoch train, evaluate,
+checkpoint and report.
+
+:func:`train_loop_per_worker` runs on every worker of the ``TorchTrainer`` that
+:func:`omnimer.training.driver.build_trainer` builds (for ``omnimer train`` and for every trial of
+``sweeps/aux_ablation.py``). Every rank trains on its slice of the rows and takes part in every
+collective; rank 0 alone logs, writes TensorBoard events and saves the best adapter
+(:class:`~omnimer.training.outputs.RankZeroOutputs`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from omnimer import losses, metrics, storage
+from omnimer.collate import AudioFeatureCache
+from omnimer.config import TrainConfig
+from omnimer.labels import LabelSet, class_counts, label_set_of
+from omnimer.training import checkpoint
+from omnimer.training.dataset import worker_rows
+from omnimer.training.engine import build_engine, seed_everything
+from omnimer.training.evaluate import Evaluator, choose_verbalizers
+from omnimer.training.outputs import RankZeroOutputs
+from omnimer.training.record import EpochResult, RunState
+from omnimer.training.step import StepContext, epoch_order, step_losses
+
+log = logging.getLogger(__name__)
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """Ray Train worker function (also used inside Tune trials by sweeps/aux_ablation.py)."""
+    cfg = TrainConfig.from_dict(config)
+
+    # --------------------------------------------------------------------------------- set up
+    worker = set_up(cfg)
+    state = checkpoint.restore(worker.engine, worker.rank)
+    outputs = RankZeroOutputs(cfg, worker.labels) if worker.rank == 0 else None
+    if outputs is not None:
+        log.info("worker ready: %s", ", ".join(f"{k} {v:.1f} s" for k, v in worker.setup_seconds.items()))
+
+    for epoch in range(state.epoch, cfg.train.epochs):
+        started = time.time()
+        # ----------------------------------------------------------------------------- train
+        train_loss = train_epoch(worker, epoch, outputs)
+        # ----------------------------------------------------------------------------- evaluate
+        entry, best_epoch = evaluate_epoch(worker, state, epoch + 1, train_loss, started)
+        state = state.after(entry, best_epoch, worker.world_size)
+        if outputs is not None:
+            announce(worker, entry)
+            outputs.epoch(entry)
+        # ----------------------------------------------------------------------------- checkpoint, report
+        checkpoint.save_and_report(worker.engine, state, worker.rank, outputs)
+        if cfg.train.fail_at_epoch == epoch + 1:
+            resilience_drill(cfg, worker.rank, worker.world_size, epoch + 1)
+
+    if outputs is not None:
+        outputs.close(state)
+
+
+@dataclasses.dataclass(frozen=True)
+class Worker:
+    """One worker's part of the run: where it is in the group, its rows and its engine."""
+
+    cfg: TrainConfig
+    rank: int
+    world_size: int
+    device: Any
+    labels: LabelSet
+    class_counts: list[int]
+    engine: Any
+    scheduler: Any
+    train_rows: list[dict]
+    eval_rows: dict[str, list[dict]]
+    steps_per_epoch: int
+    evaluator: Evaluator
+    step_context: StepContext
+    feature_cache: AudioFeatureCache | None
+    setup_seconds: dict[str, float]
+
+
+def set_up(cfg: TrainConfig) -> Worker:
+    """Load the processor and the model with its LoRA adapter, take this worker's rows, and wrap the
+    model in a DeepSpeed engine."""
+    import ray.train
+
+    from omnimer.data.shards import read_dataset_info
+    from omnimer.model.load import apply_lora, load_processor, load_thinker
+
+    entered = time.time()
+    context = ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+    device = torch.device("cuda", torch.cuda.current_device()) if cfg.train.use_gpu else torch.device("cpu")
+    if cfg.train.use_gpu:
+        # cuDNN's attention backward returns NaN gradients on some left-padded bf16 batches (H100,
+        # torch 2.11 + CUDA 13): DeepSpeed then skips ~10% of the steps without a word.
+        torch.backends.cuda.enable_cudnn_sdp(False)
+    seed_everything(cfg.train.seed)
+
+    info = read_dataset_info(Path(cfg.data.path))
+    labels = label_set_of(info, cfg.data.target)
+    counts = class_counts(info, cfg.data.target, labels)
+    frame_size = int(info["frames"]["height"])
+
+    processor = load_processor(cfg.model.name_or_path)
+    feature_cache = AudioFeatureCache.install(processor, cfg.data.audio_feature_cache_mb * 2**20)
+    verbalizers, first_ids = choose_verbalizers(processor.tokenizer, labels)
+    model = apply_lora(load_thinker(cfg.model), cfg.model.lora)
+    model.train()
+    loaded_model = time.time()
+
+    rows = worker_rows(rank, world_size)
+    loaded_data = time.time()
+    steps_per_epoch = agreed_steps_per_epoch(cfg, len(rows["train"]), world_size)
+    optimizer_steps = max(1, cfg.train.epochs * steps_per_epoch // cfg.train.grad_accum)
+    engine, scheduler = build_engine(model, cfg, world_size, optimizer_steps)
+    setup_seconds = {
+        "model": loaded_model - entered,
+        "data": loaded_data - loaded_model,
+        "DeepSpeed": time.time() - loaded_data,
+    }
+    filler = rows["train"][0] if rows["train"] else None
+    rebalancing = losses.build_rebalancing(cfg.loss, counts)
+    return Worker(
+        cfg=cfg,
+        rank=rank,
+        world_size=world_size,
+        device=device,
+        labels=labels,
+        class_counts=counts,
+        engine=engine,
+        scheduler=scheduler,
+        train_rows=rows["train"],
+        eval_rows={split: rows[split] for split in ("valid", "test")},
+        steps_per_epoch=steps_per_epoch,
+        evaluator=Evaluator(processor, cfg, labels, verbalizers, first_ids, frame_size, filler),
+        step_context=StepContext(processor, labels, verbalizers, first_ids, rebalancing, frame_size, device),
+        feature_cache=feature_cache,
+        setup_seconds=setup_seconds,
+    )
+
+
+def agreed_steps_per_epoch(cfg: TrainConfig, train_rows: int, world_size: int) -> int:
+    """Steps per epoch: every rank must take the same number (collectives); the shortest slice decides."""
+    steps = math.ceil(train_rows / cfg.train.batch_size)
+    if cfg.train.max_steps_per_epoch:
+        steps = min(steps, cfg.train.max_steps_per_epoch)
+    if world_size > 1:
+        shared = torch.tensor([steps])
+        torch.distributed.all_reduce(shared, op=torch.distributed.ReduceOp.MIN)
+        steps = int(shared)
+    return steps
+
+
+def train_epoch(worker: Worker, epoch: int, outputs: RankZeroOutputs | None) -> dict[str, float]:
+    """One epoch of optimizer steps; returns the mean loss of each part over the steps that had it (a
+    task without targets in a step has no part in that step)."""
+    cfg, engine = worker.cfg, worker.engine
+    engine.train()
+    order = epoch_order(worker.train_rows, cfg, epoch, worker.labels, worker.class_counts)
+    sums: dict[str, float] = {}
+    steps: dict[str, int] = {}
+    size = cfg.train.batch_size
+    for step in range(worker.steps_per_epoch):
+        rows = [worker.train_rows[i] for i in order[step * size : (step + 1) * size]]
+        total, parts, _ = step_losses(engine, rows, cfg, worker.step_context)
+        engine.backward(total)
+        engine.step()
+        for key, value in parts.items():
+            sums[key] = sums.get(key, 0.0) + float(value)
+            steps[key] = steps.get(key, 0) + 1
+        if outputs is not None:
+            outputs.step(parts, worker.scheduler.get_last_lr()[0], epoch * worker.steps_per_epoch + step)
+    return {key: value / steps[key] for key, value in sums.items()}
+
+
+def evaluate_epoch(
+    worker: Worker, state: RunState, epoch: int, train_loss: dict[str, float], started: float
+) -> tuple[EpochResult, int | None]:
+    """Valid metrics of ``epoch`` and the best epoch so far (valid macro-F1); test metrics only when
+    ``epoch`` is that best epoch, which is all the record reports (a run without valid rows selects
+    its last epoch)."""
+    worker.engine.eval()
+    evaluate = worker.evaluator.evaluate
+    valid = evaluate(worker.engine, worker.eval_rows["valid"], worker.device, worker.world_size)
+    entry = EpochResult(epoch, train_loss, valid, None, time.time() - started)
+    scored = [h for h in [*state.history, entry] if h.valid]
+    best = scored[metrics.best_epoch([h.to_json() for h in scored])].epoch if scored else None
+    test = None
+    if best in (None, epoch):
+        test = evaluate(worker.engine, worker.eval_rows["test"], worker.device, worker.world_size)
+    return dataclasses.replace(entry, test=test, seconds=time.time() - started), best
+
+
+def announce(worker: Worker, entry: EpochResult) -> None:
+    """Rank 0's log line of an epoch."""
+    cache = worker.feature_cache
+    log.info(
+        "epoch %d/%d: %.1f s, valid macro-F1 %s%s",
+        entry.epoch,
+        worker.cfg.train.epochs,
+        entry.seconds,
+        f"{entry.valid['macro_f1']:.3f}" if entry.valid else "n/a",
+        f"; audio features cached for {len(cache.entries)} clips "
+        f"({cache.bytes / 2**20:.0f} MiB, {cache.hits} reuses)"
+        if cache is not None
+        else "",
+    )
+
+
+def resilience_drill(cfg: TrainConfig, rank: int, world_size: int, epoch: int) -> None:
+    """``train.fail_at_epoch``: kill the last rank's process once, after every rank has reported
+    ``epoch``'s checkpoint.
+
+    The barrier makes the kill land between epochs (as a lost node would), and the marker file makes
+    the drill happen once per run, so the restarted worker group runs to the end.
+    """
+    if world_size > 1:
+        torch.distributed.barrier()
+    marker = storage.join(cfg.run.output_dir, cfg.run.name, ".resilience-drill-done")
+    if rank == world_size - 1 and not storage.exists(marker):
+        storage.write_text(marker, "")
+        log.warning("resilience drill: rank %d exits after epoch %d", rank, epoch)
+        os._exit(1)
