@@ -41,13 +41,12 @@ from typing import Any
 import pandas as pd
 
 from omnimer import storage, subsets
+from omnimer.aux_tasks import AUX_TASKS, enabled_tasks
 from omnimer.subsets import TASKS, Subset, subset_name
 from omnimer.training.record import RECORD_FILE, SCHEMA_VERSION, WITH_METRICS, Status
 
 log = logging.getLogger(__name__)
 
-# The λ of each aux task in the config's `loss` section; a task is enabled iff its λ > 0 (DESIGN §4).
-AUX_WEIGHT_KEYS = {task: f"loss.aux_weight_{task}" for task in TASKS}
 SPLITS = ("valid", "test")
 STATUSES = tuple(Status)
 MODES = ("ablation", "search", "single")
@@ -164,13 +163,13 @@ def _check_schema(record: dict, path: Location) -> None:
 
 
 def _subset_from_config(config: dict, path: Location) -> Subset:
-    flags = []
-    for task in TASKS:
-        weight = _require({"config": config}, path, f"config.{AUX_WEIGHT_KEYS[task]}")
+    for task in AUX_TASKS:
+        weight = _require({"config": config}, path, f"config.loss.{task.weight_key}")
         if not isinstance(weight, int | float) or isinstance(weight, bool):
-            raise AnalysisError(f"{path}: config.{AUX_WEIGHT_KEYS[task]} is {weight!r}, not a number")
-        flags.append(weight > 0)
-    return tuple(flags)  # type: ignore[return-value]
+            raise AnalysisError(f"{path}: config.loss.{task.weight_key} is {weight!r}, not a number")
+    # A task is enabled iff its λ > 0 (omnimer.aux_tasks).
+    enabled = enabled_tasks(config["loss"])
+    return tuple(task in enabled for task in AUX_TASKS)  # type: ignore[return-value]
 
 
 def _subset_from_sweep(sweep: dict, config_subset: Subset, path: Location) -> Subset:

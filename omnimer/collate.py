@@ -18,9 +18,9 @@ import pyarrow as pa
 import torch
 from transformers.feature_extraction_utils import BatchFeature
 
+from omnimer.losses import IGNORE_INDEX
 from omnimer.tasks import Conversation
 
-IGNORE_INDEX = -100
 ASSISTANT_HEADER = "<|im_start|>assistant\n"
 
 

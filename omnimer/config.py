@@ -94,8 +94,8 @@ def _is_real(value: object) -> bool:
 class LossConfig:
     """The training loss of DESIGN §4: main-task class rebalancing and the auxiliary-task weights λ.
 
-    ``L = w_c · L_main + λ_text · L_aux_text + λ_face · L_aux_face + λ_prosody · L_aux_prosody``;
-    a λ of 0 disables its task (its conversations are neither built nor run).
+    ``L = w_c · L_main + λ_text · L_text + λ_face · L_face + λ_prosody · L_prosody``; a λ of 0
+    disables its task (its conversations are neither built nor run; :mod:`omnimer.aux_tasks`).
     """
 
     scheme: str = field(

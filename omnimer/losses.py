@@ -1,6 +1,7 @@
 """The OmniMER training loss (DESIGN §4): rebalanced main task plus λ-weighted auxiliary tasks.
 
-``L = w_c · L_main + λ_text · L_aux_text + λ_face · L_aux_face + λ_prosody · L_aux_prosody``
+``L = w_c · L_main + λ_text · L_text + λ_face · L_face + λ_prosody · L_prosody`` (the aux tasks:
+:mod:`omnimer.aux_tasks`)
 
 Every task is token cross-entropy on the answer tokens of a causal LM: ``labels`` equals the input ids
 on the answer and ``-100`` everywhere else, and position ``t`` of the logits predicts token ``t + 1``.
@@ -23,7 +24,7 @@ Usage in a training step::
     # logit_adjust scores the labels instead (omnimer.metrics, first answer token of each verbalizer):
     #   scores = score_label_tokens(first_answer_logits(logits, labels), first_token_ids)
     #   main = main_loss(rebalancing, class_index, class_scores=scores)
-    aux = {"aux_face": token_loss(face_logits, face_labels)}          # only tasks with λ > 0
+    aux = {"face": token_loss(face_logits, face_labels)}              # only tasks with λ > 0
     total, parts = combine(main, aux, aux_weights(config.loss))
 
 This module is pure torch and knows nothing of the model.
@@ -38,13 +39,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from omnimer import subsets
+from omnimer import aux_tasks
 from omnimer.config import LOSS_SCHEMES, LossConfig
 
+# The label of every token that is not part of an answer: cross-entropy and the metrics skip it.
 IGNORE_INDEX = -100
-
-# Auxiliary task names, in the order of DESIGN §4; the keys of `aux_weights` and `combine`.
-AUX_TASKS = tuple(f"aux_{task}" for task in subsets.TASKS)
 
 # Keeps (1 - p_t)^γ differentiable when p_t rounds to exactly 1 and 0 < γ < 1 (d/dp would be inf · 0).
 _FOCAL_EPS = 1e-12
@@ -369,12 +368,8 @@ def main_loss(
 
 
 def aux_weights(config: LossConfig) -> dict[str, float]:
-    """λ per auxiliary task, keyed by :data:`AUX_TASKS`."""
-    return {
-        "aux_text": float(config.aux_weight_text),
-        "aux_face": float(config.aux_weight_face),
-        "aux_prosody": float(config.aux_weight_prosody),
-    }
+    """λ per auxiliary task, keyed by its name (:data:`omnimer.aux_tasks.TASK_NAMES`)."""
+    return aux_tasks.aux_weights(config)
 
 
 def combine(

@@ -29,8 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-IGNORE_INDEX = -100
-
+from omnimer.losses import IGNORE_INDEX
 
 # ----------------------------------------------------------------------------------------------------
 # Closed-set scoring.

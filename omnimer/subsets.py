@@ -5,13 +5,14 @@ and the analysis (``python -m analysis`` orders and names the table's rows with 
 has one name everywhere. No heavy imports: the sweep module, which every Tune trial process imports,
 loads this module.
 
-Tasks go by their short names, as in the config keys ``loss.aux_weight_<task>``;
-``omnimer.losses.AUX_TASKS`` holds the same tasks with the ``aux_`` prefix.
+The tasks and their order are :mod:`omnimer.aux_tasks`' table.
 """
 
 from __future__ import annotations
 
-TASKS = ("text", "face", "prosody")
+from omnimer.aux_tasks import TASK_NAMES
+
+TASKS = TASK_NAMES
 
 Subset = tuple[bool, bool, bool]
 # The 2³ lattice in the order of a paper's ablation table: by size, then text, face, prosody.

@@ -3,34 +3,30 @@
 Every task is a chat for the Thinker whose assistant turn is the answer, trained with token
 cross-entropy on that answer:
 
-| task        | inputs                         | answer                                      |
-|-------------|--------------------------------|---------------------------------------------|
-| main        | video frames + audio + text    | the label verbalizer (emotion or sentiment) |
-| aux_text    | transcript only                | the row's ``aux_keywords``                  |
-| aux_face    | video frames only              | the row's ``aux_face``                      |
-| aux_prosody | audio only                     | the row's ``aux_prosody``                   |
+| task    | inputs                         | answer                                      |
+|---------|--------------------------------|---------------------------------------------|
+| main    | video frames + audio + text    | the label verbalizer (emotion or sentiment) |
+| text    | transcript only                | the row's ``aux_keywords``                  |
+| face    | video frames only              | the row's ``aux_face``                      |
+| prosody | audio only                     | the row's ``aux_prosody``                   |
 
-A task whose weight λ is 0 is never built. A row whose aux target is null has no conversation for
-that task. Prompts are Indonesian by default (``language="id"``); English prompts are available for
-MELD-style data.
+The aux tasks, their columns, media and questions are :mod:`omnimer.aux_tasks`' table. A task whose
+λ is 0 is never built. A row whose aux target is null has no conversation for that task. Prompts are
+Indonesian by default (``language="id"``); English prompts are available for MELD-style data.
+
+Used by the training step (:mod:`omnimer.training.step`) and the evaluation
+(:mod:`omnimer.training.evaluate`), which collate the conversations (:mod:`omnimer.collate`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from omnimer.aux_tasks import AuxTask
 from omnimer.labels import LabelSet
 
 MAIN = "main"
-AUX_COLUMNS = {"aux_text": "aux_keywords", "aux_face": "aux_face", "aux_prosody": "aux_prosody"}
-TASKS = (MAIN, *AUX_COLUMNS)
-# Which media each task sees: the aux tasks are modality-specific by design.
-TASK_MEDIA = {
-    MAIN: ("video", "audio", "text"),
-    "aux_text": ("text",),
-    "aux_face": ("video",),
-    "aux_prosody": ("audio",),
-}
+MAIN_MEDIA = ("video", "audio", "text")
 
 PROMPTS = {
     "id": {
@@ -38,20 +34,26 @@ PROMPTS = {
         "transcript": "Transkrip: {text}",
         "emotion": "Emosi apa yang diungkapkan pembicara? Jawab dengan satu kata: {choices}.",
         "sentiment": "Apa sentimen pembicara? Jawab dengan satu kata: {choices}.",
-        "aux_text": "Sebutkan kata-kata dalam transkrip yang mengungkapkan emosi, dan sentimen teksnya.",
-        "aux_face": "Deskripsikan ekspresi wajah pembicara dalam video ini.",
-        "aux_prosody": "Deskripsikan prosodi suara pembicara: tinggi nada, variasi, energi, dan tempo.",
     },
     "en": {
         "system": "You are an assistant that recognizes emotions from video, voice and text.",
         "transcript": "Transcript: {text}",
         "emotion": "Which emotion does the speaker express? Answer with one word: {choices}.",
         "sentiment": "What is the speaker's sentiment? Answer with one word: {choices}.",
-        "aux_text": "List the words of the transcript that express emotion, and the text's sentiment.",
-        "aux_face": "Describe the speaker's facial expression in this video.",
-        "aux_prosody": "Describe the speaker's voice prosody: pitch level, variability, energy and tempo.",
     },
 }
+
+
+@dataclass(frozen=True)
+class Prompting:
+    """How a run asks: its target (emotion or sentiment), that target's label set and the verbalizers
+    the model answers with, the prompt language, and whether the audio rides in the video's tokens."""
+
+    target: str
+    labels: LabelSet
+    verbalizers: tuple[str, ...]
+    language: str = "id"
+    audio_in_video: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,8 +69,9 @@ class Conversation:
     class_index: int | None = None  # main task: the label's index in the label set
 
 
-def _user_content(task: str, row: dict, question: str, prompts: dict, audio_in_video: bool) -> list[dict]:
-    media = TASK_MEDIA[task]
+def _user_content(
+    media: tuple[str, ...], row: dict, question: str, prompts: dict, audio_in_video: bool
+) -> list[dict]:
     content: list[dict] = []
     if "video" in media:
         content.append({"type": "video"})
@@ -83,78 +86,57 @@ def _user_content(task: str, row: dict, question: str, prompts: dict, audio_in_v
 
 
 def _messages(
-    task: str, row: dict, question: str, prompts: dict, answer: str | None, audio_in_video: bool = False
+    media: tuple[str, ...],
+    row: dict,
+    question: str,
+    prompts: dict,
+    answer: str | None,
+    audio_in_video: bool = False,
 ) -> list[dict]:
     messages = [
         {"role": "system", "content": [{"type": "text", "text": prompts["system"]}]},
-        {"role": "user", "content": _user_content(task, row, question, prompts, audio_in_video)},
+        {"role": "user", "content": _user_content(media, row, question, prompts, audio_in_video)},
     ]
     if answer is not None:
         messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
     return messages
 
 
-def main_conversation(
-    row: dict,
-    target: str,
-    labels: LabelSet,
-    verbalizers: tuple[str, ...],
-    language: str,
-    *,
-    with_answer: bool,
-    audio_in_video: bool = False,
-) -> Conversation:
-    """The main recognition chat; the answer is the verbalizer of the row's ``target`` label."""
-    prompts = PROMPTS[language]
-    name = row[target]
+def main_conversation(row: dict, prompting: Prompting, *, with_answer: bool) -> Conversation:
+    """The main recognition chat; the answer is the verbalizer of the row's target label."""
+    prompts = PROMPTS[prompting.language]
+    name = row[prompting.target]
     if name is None:
-        raise ValueError(f"clip {row['clip_id']!r} has no {target} label")
-    index = labels.index(name)
-    question = prompts[target].format(choices=", ".join(verbalizers))
-    answer = verbalizers[index] if with_answer else None
-    messages = _messages(MAIN, row, question, prompts, answer, audio_in_video)
+        raise ValueError(f"clip {row['clip_id']!r} has no {prompting.target} label")
+    index = prompting.labels.index(name)
+    question = prompts[prompting.target].format(choices=", ".join(prompting.verbalizers))
+    answer = prompting.verbalizers[index] if with_answer else None
+    messages = _messages(MAIN_MEDIA, row, question, prompts, answer, prompting.audio_in_video)
     return Conversation(MAIN, row["clip_id"], messages, answer, True, True, index)
 
 
-def aux_conversation(task: str, row: dict, language: str) -> Conversation | None:
+def aux_conversation(task: AuxTask, row: dict, language: str) -> Conversation | None:
     """An auxiliary chat, or None when the row has no target for it."""
-    answer = row[AUX_COLUMNS[task]]
+    answer = row[task.column]
     if answer is None:
         return None
     prompts = PROMPTS[language]
-    media = TASK_MEDIA[task]
+    messages = _messages(task.media, row, task.prompts[language], prompts, answer)
     return Conversation(
-        task,
-        row["clip_id"],
-        _messages(task, row, prompts[task], prompts, answer),
-        answer,
-        "video" in media,
-        "audio" in media,
+        task.name, row["clip_id"], messages, answer, "video" in task.media, "audio" in task.media
     )
 
 
 def build_task_batches(
-    rows: list[dict],
-    target: str,
-    labels: LabelSet,
-    verbalizers: tuple[str, ...],
-    language: str,
-    aux_weights: dict[str, float],
-    audio_in_video: bool = False,
+    rows: list[dict], prompting: Prompting, aux_tasks: tuple[AuxTask, ...]
 ) -> dict[str, list[Conversation]]:
-    """Training conversations per task for a batch of rows; tasks with λ = 0 are not built at all."""
-    batches = {
-        MAIN: [
-            main_conversation(
-                r, target, labels, verbalizers, language, with_answer=True, audio_in_video=audio_in_video
-            )
-            for r in rows
+    """Training conversations per task for a batch of rows: the main task's and those of ``aux_tasks``
+    (the enabled ones, :func:`omnimer.aux_tasks.enabled_tasks`) that some row has a target for."""
+    batches = {MAIN: [main_conversation(r, prompting, with_answer=True) for r in rows]}
+    for task in aux_tasks:
+        conversations = [
+            c for c in (aux_conversation(task, r, prompting.language) for r in rows) if c is not None
         ]
-    }
-    for task in AUX_COLUMNS:
-        if aux_weights.get(task, 0.0) <= 0.0:
-            continue
-        conversations = [c for c in (aux_conversation(task, r, language) for r in rows) if c is not None]
         if conversations:
-            batches[task] = conversations
+            batches[task.name] = conversations
     return batches

@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from omnimer.aux_tasks import TASK_NAMES
 from omnimer.config import LOSS_SCHEMES, LossConfig
 from omnimer.losses import (
-    AUX_TASKS,
     MAIN_LOSSES,
     aux_weights,
     build_rebalancing,
@@ -323,48 +323,44 @@ def test_main_loss_missing_inputs():
 
 def test_combine_weights_enabled_tasks():
     main = torch.tensor(1.0, requires_grad=True)
-    aux = {"aux_text": torch.tensor(2.0), "aux_face": torch.tensor(4.0), "aux_prosody": torch.tensor(8.0)}
-    total, parts = combine(main, aux, {"aux_text": 0.5, "aux_face": 0.25, "aux_prosody": 0.125})
+    aux = {"text": torch.tensor(2.0), "face": torch.tensor(4.0), "prosody": torch.tensor(8.0)}
+    total, parts = combine(main, aux, {"text": 0.5, "face": 0.25, "prosody": 0.125})
     assert float(total.detach()) == pytest.approx(1.0 + 1.0 + 1.0 + 1.0)
-    assert list(parts) == ["main", "aux_text", "aux_face", "aux_prosody", "total"]
-    assert float(parts["aux_face"]) == 4.0  # unweighted
+    assert list(parts) == ["main", "text", "face", "prosody", "total"]
+    assert float(parts["face"]) == 4.0  # unweighted
     assert total.requires_grad and not parts["total"].requires_grad
 
 
 def test_combine_zero_weight_needs_no_task():
     main = torch.tensor(1.5)
-    total, parts = combine(
-        main, {"aux_face": torch.tensor(2.0)}, {"aux_text": 0.0, "aux_face": 0.5, "aux_prosody": 0}
-    )
+    total, parts = combine(main, {"face": torch.tensor(2.0)}, {"text": 0.0, "face": 0.5, "prosody": 0})
     assert float(total) == pytest.approx(2.5)
-    assert list(parts) == ["main", "aux_face", "total"]
+    assert list(parts) == ["main", "face", "total"]
     # A disabled task given anyway (or as None) is ignored.
-    total, _ = combine(
-        main, {"aux_text": torch.tensor(9.0), "aux_prosody": None}, {"aux_text": 0.0, "aux_prosody": 0.0}
-    )
+    total, _ = combine(main, {"text": torch.tensor(9.0), "prosody": None}, {"text": 0.0, "prosody": 0.0})
     assert float(total) == 1.5
 
 
 def test_combine_errors():
     main = torch.tensor(1.0)
-    with pytest.raises(ValueError, match="aux_face has weight 0.3 but no loss was given"):
-        combine(main, {}, {"aux_face": 0.3})
+    with pytest.raises(ValueError, match="face has weight 0.3 but no loss was given"):
+        combine(main, {}, {"face": 0.3})
     with pytest.raises(ValueError, match=r"aux losses \['aux_smell'\] have no weight"):
-        combine(main, {"aux_smell": torch.tensor(1.0)}, {"aux_face": 0.3})
-    with pytest.raises(ValueError, match="weight of aux_text must be >= 0 and finite, got -1.0"):
-        combine(main, {}, {"aux_text": -1.0})
+        combine(main, {"aux_smell": torch.tensor(1.0)}, {"face": 0.3})
+    with pytest.raises(ValueError, match="weight of text must be >= 0 and finite, got -1.0"):
+        combine(main, {}, {"text": -1.0})
 
 
 def test_aux_weights_from_config():
     weights = aux_weights(LossConfig(aux_weight_text=0.1, aux_weight_face=0.0, aux_weight_prosody=2))
-    assert weights == {"aux_text": 0.1, "aux_face": 0.0, "aux_prosody": 2.0}
-    assert tuple(weights) == AUX_TASKS
+    assert weights == {"text": 0.1, "face": 0.0, "prosody": 2.0}
+    assert tuple(weights) == TASK_NAMES  # the table's order
 
 
 def test_loss_config_defaults():
     config = LossConfig()
     assert (config.scheme, config.beta, config.gamma, config.tau) == ("none", 0.999, 2.0, 1.0)
-    assert aux_weights(config) == {"aux_text": 0.3, "aux_face": 0.3, "aux_prosody": 0.3}
+    assert aux_weights(config) == {"text": 0.3, "face": 0.3, "prosody": 0.3}
     assert config.to_json()["scheme"] == "none"
 
 

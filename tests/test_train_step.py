@@ -11,12 +11,14 @@ import torch
 from mediafiles import tone
 
 from omnimer import losses, metrics
-from omnimer.collate import IGNORE_INDEX, AudioFeatureCache, Batch, collate, merge_batches, pack_batches
+from omnimer.aux_tasks import AUX_TASKS, BY_NAME
+from omnimer.collate import AudioFeatureCache, Batch, collate, merge_batches, pack_batches
 from omnimer.config import LossConfig, ModelConfig, TrainConfig, load_train_config
 from omnimer.labels import INDOMER_EMOTION
+from omnimer.losses import IGNORE_INDEX
 from omnimer.model.load import apply_lora, load_processor, load_thinker
 from omnimer.model.tiny import build_tiny_model
-from omnimer.tasks import MAIN, build_task_batches, main_conversation
+from omnimer.tasks import MAIN, Prompting, build_task_batches, main_conversation
 from omnimer.training.driver import validate_run, with_absolute_paths
 from omnimer.training.engine import deepspeed_config, lr_lambda
 from omnimer.training.evaluate import choose_verbalizers
@@ -64,15 +66,11 @@ def fresh_model(path, seed=0):
     return model
 
 
+EMOTION = Prompting("emotion", INDOMER_EMOTION, INDOMER_EMOTION.verbalizers, "id")
+
+
 def every_task(rows: list[dict]) -> dict:
-    return build_task_batches(
-        rows,
-        "emotion",
-        INDOMER_EMOTION,
-        INDOMER_EMOTION.verbalizers,
-        "id",
-        {"aux_text": 1, "aux_face": 1, "aux_prosody": 1},
-    )
+    return build_task_batches(rows, EMOTION, AUX_TASKS)
 
 
 def test_collate_labels_only_the_answer(tiny):
@@ -90,27 +88,17 @@ def test_collate_labels_only_the_answer(tiny):
     # each clip keeps its own sampling rate: 2 frames per temporal patch / fps
     assert main.inputs["video_second_per_grid"].tolist() == pytest.approx([0.5, 0.75, 0.5])
     assert main.class_index.tolist() == [0, 1, 2]
-    face = collate(processor, convs["aux_face"], media, frame_size=SIZE)
+    face = collate(processor, convs["face"], media, frame_size=SIZE)
     assert "input_features" not in face.inputs and "pixel_values_videos" in face.inputs
-    text = collate(processor, convs["aux_text"], media, frame_size=SIZE)
+    text = collate(processor, convs["text"], media, frame_size=SIZE)
     assert set(text.inputs) == {"input_ids", "attention_mask"}
 
 
 def test_interleaved_audio_in_video_groups_clips_by_fps(tiny):
     path, processor = tiny
     rows = make_rows(4)
-    convs = [
-        main_conversation(
-            r,
-            "emotion",
-            INDOMER_EMOTION,
-            INDOMER_EMOTION.verbalizers,
-            "id",
-            with_answer=True,
-            audio_in_video=True,
-        )
-        for r in rows
-    ]
+    in_video = Prompting("emotion", INDOMER_EMOTION, INDOMER_EMOTION.verbalizers, "id", audio_in_video=True)
+    convs = [main_conversation(r, in_video, with_answer=True) for r in rows]
     batch = collate(processor, convs, {r["clip_id"]: r for r in rows}, frame_size=SIZE, audio_in_video=True)
     assert batch.inputs["use_audio_in_video"] is True
     # grouped by sampling rate (2.67 fps, then 4 fps), each group in its original order
@@ -127,11 +115,9 @@ def test_audio_feature_cache_reuses_features_and_leaves_logits_unchanged(tiny):
     cache = AudioFeatureCache.install(cached, max_bytes=2**26)
     rows = make_rows(4)
     media = {r["clip_id"]: r for r in rows}
-    convs = build_task_batches(
-        rows, "emotion", INDOMER_EMOTION, INDOMER_EMOTION.verbalizers, "id", {"aux_prosody": 1}
-    )
+    convs = build_task_batches(rows, EMOTION, (BY_NAME["prosody"],))
     model = load_thinker(ModelConfig(name_or_path=str(path), dtype="float32")).eval()
-    for task in (MAIN, "aux_prosody", MAIN):
+    for task in (MAIN, "prosody", MAIN):
         plain = collate(processor, convs[task], media, frame_size=SIZE)
         fast = collate(cached, convs[task], media, frame_size=SIZE)
         assert torch.equal(plain.inputs["input_ids"], fast.inputs["input_ids"])
@@ -151,7 +137,7 @@ def test_audio_feature_cache_stays_within_its_memory_bound(tiny):
     cache = AudioFeatureCache.install(processor, max_bytes=2 * one_clip)
     rows = make_rows(6)
     media = {r["clip_id"]: r for r in rows}
-    convs = build_task_batches(rows, "emotion", INDOMER_EMOTION, INDOMER_EMOTION.verbalizers, "id", {})
+    convs = build_task_batches(rows, EMOTION, ())
     collate(processor, convs[MAIN], media, frame_size=SIZE)
     assert cache.bytes <= 2 * one_clip and len(cache.entries) == 2
     assert AudioFeatureCache.install(load_processor(str(path)), max_bytes=0) is None
@@ -174,9 +160,7 @@ class CountingModel(torch.nn.Module):
 def losses_of_step(model, processor, rows, loss_cfg: LossConfig):
     rebalancing = losses.build_rebalancing(loss_cfg, [10, 5, 5, 1, 1, 1, 1])
     _, first_ids = choose_verbalizers(processor.tokenizer, INDOMER_EMOTION)
-    ctx = StepContext(
-        processor, INDOMER_EMOTION, INDOMER_EMOTION.verbalizers, first_ids, rebalancing, SIZE, "cpu"
-    )
+    ctx = StepContext(processor, EMOTION, first_ids, rebalancing, SIZE, "cpu")
     return step_losses(model, rows, TrainConfig(loss=loss_cfg), ctx)
 
 
@@ -207,7 +191,7 @@ def test_face_weight_zero_never_builds_or_runs_the_face_task(tiny):
     counting.videos = 0
     _, parts_no_face, tokens = losses_of_step(counting, processor, rows, LossConfig(aux_weight_face=0.0))
     assert counting.videos == 2  # only main still sees the video
-    assert "aux_face" not in parts_no_face and "aux_face" in parts
+    assert "face" not in parts_no_face and "face" in parts
     assert tokens < tokens_all
 
 
@@ -219,12 +203,12 @@ def test_a_step_whose_rows_lack_an_enabled_tasks_target_adds_no_loss_for_it(tiny
     rows = [{**row, "aux_face": None} for row in make_rows(2)]
     counting = CountingModel(fresh_model(path))
     total, parts, _ = losses_of_step(counting, processor, rows, LossConfig())
-    assert "aux_face" not in parts and counting.videos == 2  # main's 2 clips only
+    assert "face" not in parts and counting.videos == 2  # main's 2 clips only
     reference, reference_parts, _ = losses_of_step(
         fresh_model(path), processor, rows, LossConfig(aux_weight_face=0.0)
     )
-    assert torch.allclose(total, reference) and float(parts["aux_text"]) == pytest.approx(
-        float(reference_parts["aux_text"])
+    assert torch.allclose(total, reference) and float(parts["text"]) == pytest.approx(
+        float(reference_parts["text"])
     )
 
 
@@ -232,8 +216,8 @@ def test_a_filler_batch_runs_the_tasks_forward_with_every_label_ignored(tiny):
     """What a worker runs under ZeRO-3 for a task another worker's rows have a target for."""
     _, processor = tiny
     rows = [{**row, "aux_face": None} for row in make_rows(2)]
-    batch = filler_batch("aux_face", processor, {r["clip_id"]: r for r in rows}, TrainConfig(), SIZE)
-    assert batch.task == "aux_face" and len(batch.clip_ids) == 1
+    batch = filler_batch(BY_NAME["face"], processor, {r["clip_id"]: r for r in rows}, EMOTION, SIZE)
+    assert batch.task == "face" and len(batch.clip_ids) == 1
     assert batch.inputs["pixel_values_videos"].numel() > 0 and "input_features" not in batch.inputs
     assert bool((batch.labels == IGNORE_INDEX).all())
 
@@ -243,9 +227,7 @@ def test_packed_aux_tasks_give_the_losses_and_gradients_of_separate_forwards(tin
     rows = make_rows(3)
     media = {r["clip_id"]: r for r in rows}
     convs = every_task(rows)
-    aux = [
-        collate(processor, convs[t], media, frame_size=SIZE) for t in ("aux_text", "aux_face", "aux_prosody")
-    ]
+    aux = [collate(processor, convs[t], media, frame_size=SIZE) for t in ("text", "face", "prosody")]
     assert [len(g) for g in pack_batches(aux)] == [3]  # similar lengths: one forward
     model = fresh_model(path)
 
@@ -270,10 +252,10 @@ def test_packing_keeps_a_long_task_apart():
         ids = torch.ones((rows, width), dtype=torch.long)
         return Batch(task, {"input_ids": ids, "attention_mask": ids}, ids, [task] * rows, None)
 
-    short, mid, long = batch("aux_text", 4, 100), batch("aux_prosody", 4, 110), batch("aux_face", 4, 300)
+    short, mid, long = batch("text", 4, 100), batch("prosody", 4, 110), batch("face", 4, 300)
     assert [[b.task for b in g] for g in pack_batches([long, short, mid])] == [
-        ["aux_text", "aux_prosody"],
-        ["aux_face"],
+        ["text", "prosody"],
+        ["face"],
     ]
     main = Batch("main", short.inputs, short.labels, ["m"] * 4, torch.zeros(4, dtype=torch.long))
     with pytest.raises(ValueError, match="the main task keeps its own forward"):
@@ -320,10 +302,9 @@ def test_closed_set_scoring_matches_full_answer_likelihood(tiny):
         optimizer.step()
     model.eval()
     verbalizers, first_ids = choose_verbalizers(processor.tokenizer, INDOMER_EMOTION)
+    prompting = Prompting("emotion", INDOMER_EMOTION, verbalizers, "id")
     media = {r["clip_id"]: r for r in rows}
-    prompts = [
-        main_conversation(r, "emotion", INDOMER_EMOTION, verbalizers, "id", with_answer=False) for r in rows
-    ]
+    prompts = [main_conversation(r, prompting, with_answer=False) for r in rows]
     batch = collate(processor, prompts, media, frame_size=SIZE, with_labels=False)
     with torch.no_grad():
         scores = metrics.verbalizer_scores(
@@ -333,10 +314,7 @@ def test_closed_set_scoring_matches_full_answer_likelihood(tiny):
         # full-answer log-likelihood of every label for every clip
         full = torch.zeros(len(rows), len(verbalizers))
         for c in range(len(verbalizers)):
-            answered = [
-                main_conversation(r, "emotion", INDOMER_EMOTION, verbalizers, "id", with_answer=True)
-                for r in rows
-            ]
+            answered = [main_conversation(r, prompting, with_answer=True) for r in rows]
             for conv in answered:
                 conv.messages[-1]["content"][0]["text"] = verbalizers[c]
             b = collate(processor, answered, media, frame_size=SIZE)

@@ -12,8 +12,9 @@ import json
 from pathlib import Path
 
 from omnimer import provenance, storage
+from omnimer.aux_tasks import AUX_TASKS, enabled_tasks
 from omnimer.config import TARGETS, TrainConfig, load_train_config
-from omnimer.subsets import LATTICE, TASKS, SubsetError, parse_subset, subset_name
+from omnimer.subsets import LATTICE, SubsetError, parse_subset, subset_name
 from omnimer.training.record import comparable_config, differences
 
 MODES = ("ablation", "search")
@@ -112,11 +113,11 @@ def plan_sweep(
     except (ValueError, TypeError) as err:
         raise SweepError(f"{config_path}: {err}") from None
     if mode == "ablation":
-        off = [t for t in TASKS if values["loss"][f"aux_weight_{t}"] == 0]
+        off = [t for t in AUX_TASKS if t not in enabled_tasks(values["loss"])]
         if off:
             raise SweepError(
-                f"{config_path}: the ablation grid enables each aux task in turn, but loss.aux_weight_"
-                f"{off[0]} is 0; set it to the weight the task should have when enabled (e.g. 0.3)"
+                f"{config_path}: the ablation grid enables each aux task in turn, but loss."
+                f"{off[0].weight_key} is 0; set it to the weight the task should have when enabled (e.g. 0.3)"
             )
     root = storage_dir(storage_path)  # last: a refused request creates nothing
     experiment_dir = storage.join(root, name)

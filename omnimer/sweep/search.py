@@ -11,8 +11,8 @@ import logging
 from pathlib import Path
 
 from omnimer import storage
+from omnimer.aux_tasks import AUX_TASKS
 from omnimer.config import LOSS_SCHEMES
-from omnimer.subsets import TASKS
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +30,8 @@ def search_space(trial, base_lr: float) -> None:
     trial.suggest_categorical("model.lora.rank", [4, 8, 16, 32, 64])
     trial.suggest_categorical("lora_alpha_over_rank", [1, 2, 4])
     trial.suggest_float("train.lr", base_lr / 10, min(base_lr * 10, 0.5), log=True)
-    for task in TASKS:
-        trial.suggest_float(f"loss.aux_weight_{task}", 0.0, 1.0)
+    for task in AUX_TASKS:
+        trial.suggest_float(f"loss.{task.weight_key}", 0.0, 1.0)
     scheme = trial.suggest_categorical("loss.scheme", list(LOSS_SCHEMES))
     if scheme == "effective_number":
         trial.suggest_float("loss.beta", 0.9, 0.9999, log=True)

@@ -13,8 +13,9 @@ import dataclasses
 import json
 
 from omnimer import provenance
+from omnimer.aux_tasks import AUX_TASKS, enabled_tasks
 from omnimer.config import TrainConfig, apply_overrides
-from omnimer.subsets import TASKS, Subset, subset_name
+from omnimer.subsets import Subset, subset_name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +79,7 @@ class TrialSpec:
             "mode": self.mode,
             "trial_id": self.trial_id or self.run_name,
             "seed": cfg.train.seed,
-            "subset": {t: getattr(cfg.loss, f"aux_weight_{t}") > 0 for t in TASKS},
+            "subset": {task.name: task in enabled_tasks(cfg.loss) for task in AUX_TASKS},
         }
         if self.invocation is not None:
             block["invocation"] = self.invocation
@@ -88,9 +89,9 @@ class TrialSpec:
 def ablation_overrides(base: dict, subset: Subset, seed: int) -> dict:
     """The trial config of one ablation cell: a disabled task gets λ = 0, an enabled one keeps its λ."""
     values = copy.deepcopy(base)
-    for task, enabled in zip(TASKS, subset, strict=True):
+    for task, enabled in zip(AUX_TASKS, subset, strict=True):
         if not enabled:
-            values["loss"][f"aux_weight_{task}"] = 0.0
+            values["loss"][task.weight_key] = 0.0
     values["train"]["seed"] = seed
     return values
 

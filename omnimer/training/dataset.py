@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from omnimer.aux_tasks import TARGET_COLUMNS
 from omnimer.collate import rows_from_numpy
-from omnimer.tasks import AUX_COLUMNS
 
 DATASET = "shards"  # the name of the one Ray Dataset a run's workers read (all splits)
 # Columns the training loop reads (the shards also hold provenance and raw prosody).
@@ -23,7 +23,7 @@ TRAIN_COLUMNS = [
     "frames",
     "frame_fps",
     "audio",
-    *AUX_COLUMNS.values(),
+    *TARGET_COLUMNS,
 ]
 SPLITS = ("train", "valid", "test")
 

@@ -11,9 +11,8 @@ import torch
 
 from omnimer import metrics
 from omnimer.collate import collate, to_device
-from omnimer.config import TrainConfig
 from omnimer.labels import LabelSet
-from omnimer.tasks import main_conversation
+from omnimer.tasks import Prompting, main_conversation
 
 
 def choose_verbalizers(tokenizer, labels: LabelSet) -> tuple[tuple[str, ...], list[int]]:
@@ -45,16 +44,15 @@ class Evaluator:
     def __init__(
         self,
         processor,
-        cfg: TrainConfig,
-        labels: LabelSet,
-        verbalizers,
-        first_ids,
+        prompting: Prompting,
+        first_ids: list[int],
         frame_size: int,
+        eval_batch_size: int,
         filler: dict | None = None,
     ):
-        self.processor, self.cfg, self.labels = processor, cfg, labels
-        self.verbalizers, self.first_ids, self.frame_size = verbalizers, first_ids, frame_size
-        self.filler = filler
+        self.processor, self.prompting, self.first_ids = processor, prompting, first_ids
+        self.frame_size, self.eval_batch_size, self.filler = frame_size, eval_batch_size, filler
+        self.labels = prompting.labels
 
     @torch.no_grad()
     def evaluate(self, model, rows: list[dict], device, world_size: int) -> dict | None:
@@ -65,7 +63,7 @@ class Evaluator:
 
     def _chunks(self, rows: list[dict]) -> list[list[dict]]:
         """The evaluation batches of ``rows``: those with a label for the target, in order."""
-        size, target = self.cfg.train.eval_batch_size, self.cfg.data.target
+        size, target = self.eval_batch_size, self.prompting.target
         chunks = [[r for r in rows[i : i + size] if r[target] is not None] for i in range(0, len(rows), size)]
         return [chunk for chunk in chunks if chunk]
 
@@ -96,25 +94,13 @@ class Evaluator:
         return self.filler
 
     def _scores(self, model, chunk: list[dict], device):
-        data = self.cfg.data
-        convs = [
-            main_conversation(
-                r,
-                data.target,
-                self.labels,
-                self.verbalizers,
-                data.language,
-                with_answer=False,
-                audio_in_video=data.audio_in_video,
-            )
-            for r in chunk
-        ]
+        convs = [main_conversation(r, self.prompting, with_answer=False) for r in chunk]
         batch = collate(
             self.processor,
             convs,
             {r["clip_id"]: r for r in chunk},
             frame_size=self.frame_size,
-            audio_in_video=data.audio_in_video,
+            audio_in_video=self.prompting.audio_in_video,
             with_labels=False,
         )
         out = model(**to_device(batch.inputs, device), use_cache=False)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from omnimer import storage
+from omnimer.aux_tasks import AUX_TASKS
 from omnimer.config import TrainConfig
 from omnimer.labels import LabelSet
 from omnimer.training.record import EpochResult, RunState
@@ -110,9 +111,7 @@ def hparams(cfg: TrainConfig) -> dict:
         "lora_alpha": cfg.model.lora.alpha,
         "lr": cfg.train.lr,
         "scheme": cfg.loss.scheme,
-        "aux_weight_text": cfg.loss.aux_weight_text,
-        "aux_weight_face": cfg.loss.aux_weight_face,
-        "aux_weight_prosody": cfg.loss.aux_weight_prosody,
+        **{task.weight_key: getattr(cfg.loss, task.weight_key) for task in AUX_TASKS},
         "seed": cfg.train.seed,
         "target": cfg.data.target,
     }

@@ -15,19 +15,21 @@ import numpy as np
 import torch
 
 from omnimer import losses, metrics
+from omnimer.aux_tasks import TASK_NAMES, AuxTask, aux_weights, enabled_tasks
 from omnimer.collate import IGNORE_INDEX, Batch, collate, merge_batches, pack_batches, to_device
 from omnimer.config import TrainConfig
 from omnimer.labels import LabelSet
-from omnimer.tasks import AUX_COLUMNS, MAIN, aux_conversation, build_task_batches
+from omnimer.tasks import MAIN, Prompting, aux_conversation, build_task_batches
 
 
 @dataclasses.dataclass(frozen=True)
 class StepContext:
-    """What every training step of a run needs besides the model, the config and the step's rows."""
+    """What every training step of a run needs besides the model, the config and the step's rows:
+    the processor, how the run asks (:class:`~omnimer.tasks.Prompting`), the verbalizers' first
+    tokens, the main task's rebalancing, the frame size of the shards and the device."""
 
     processor: Any
-    labels: LabelSet
-    verbalizers: tuple[str, ...]
+    prompting: Prompting
     first_ids: list[int]
     rebalancing: Any
     frame_size: int
@@ -43,25 +45,18 @@ def step_losses(
     not a task that none of ``rows`` has a target for: it adds nothing to ``total`` and measures
     nothing.
 
-    The conversations of the main task and of every aux task with λ > 0
+    The conversations of the main task and of every enabled aux task
     (:func:`omnimer.tasks.build_task_batches`) are collated; the main task's batch is forwarded, then
     the aux tasks' (packed into as few forwards as :func:`omnimer.collate.pack_batches` allows).
     ``ctx.first_ids`` (the label verbalizers' first tokens) is needed by the logit_adjust scheme only.
     """
     processor, device, frame_size, rebalancing = ctx.processor, ctx.device, ctx.frame_size, ctx.rebalancing
-    weights = losses.aux_weights(cfg.loss)
-    batches = build_task_batches(
-        rows,
-        cfg.data.target,
-        ctx.labels,
-        ctx.verbalizers,
-        cfg.data.language,
-        weights,
-        cfg.data.audio_in_video,
-    )
+    audio_in_video = ctx.prompting.audio_in_video
+    enabled = enabled_tasks(cfg.loss)
+    batches = build_task_batches(rows, ctx.prompting, enabled)
     media = {r["clip_id"]: r for r in rows}
     collated = {
-        task: collate(processor, convs, media, frame_size=frame_size, audio_in_video=cfg.data.audio_in_video)
+        task: collate(processor, convs, media, frame_size=frame_size, audio_in_video=audio_in_video)
         for task, convs in batches.items()
     }
     tokens = sum(batch.num_tokens for batch in collated.values())
@@ -82,13 +77,13 @@ def step_losses(
     # under ZeRO-3 every worker must run the same forwards and backwards.
     aux_losses: dict[str, torch.Tensor] = {}
     fillers, untargeted = set(), set()
-    for task in AUX_COLUMNS:
-        if weights.get(task, 0.0) > 0 and task not in collated:
-            aux_losses[task] = torch.zeros((), device=device)
-            untargeted.add(task)
-            if shapes is not None and shapes[task][0] > 0:
-                collated[task] = filler_batch(task, processor, media, cfg, frame_size)
-                fillers.add(task)
+    for task in enabled:
+        if task.name not in collated:
+            aux_losses[task.name] = torch.zeros((), device=device)
+            untargeted.add(task.name)
+            if shapes is not None and shapes[task.name][0] > 0:
+                collated[task.name] = filler_batch(task, processor, media, ctx.prompting, frame_size)
+                fillers.add(task.name)
     # The auxiliary tasks are short next to the main one; those of similar length share a forward.
     for group in pack_batches(list(collated.values()), shapes=shapes):
         batch, spans = merge_batches(group, processor.tokenizer.pad_token_id)
@@ -99,18 +94,18 @@ def step_losses(
                 aux_losses[task] = out.logits[span].float().sum() * 0.0
             else:
                 aux_losses[task] = losses.token_loss(out.logits[span], labels[span])
-    total, parts = losses.combine(main, aux_losses, weights)
+    total, parts = losses.combine(main, aux_losses, aux_weights(cfg.loss))
     for task in untargeted:
         del parts[task]
     return total, parts, tokens
 
 
-def filler_batch(task: str, processor, media: dict, cfg: TrainConfig, frame_size: int) -> Batch:
+def filler_batch(task: AuxTask, processor, media: dict, prompting: Prompting, frame_size: int) -> Batch:
     """A one-row batch of ``task`` on a clip of this step, with a placeholder answer and every label
     ignored: the forward another worker runs for the task, which this worker has no target for."""
     row = next(iter(media.values()))
-    conv = aux_conversation(task, {**row, AUX_COLUMNS[task]: "-"}, cfg.data.language)
-    batch = collate(processor, [conv], media, frame_size=frame_size, audio_in_video=cfg.data.audio_in_video)
+    conv = aux_conversation(task, {**row, task.column: "-"}, prompting.language)
+    batch = collate(processor, [conv], media, frame_size=frame_size, audio_in_video=prompting.audio_in_video)
     batch.labels = torch.full_like(batch.labels, IGNORE_INDEX)
     return batch
 
@@ -123,7 +118,7 @@ def agreed_shapes(collated: dict, device) -> dict[str, tuple[int, int]] | None:
     """
     if not (torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1):
         return None
-    tasks = list(AUX_COLUMNS)
+    tasks = list(TASK_NAMES)
     local = [list(collated[t].inputs["input_ids"].shape) if t in collated else [0, 0] for t in tasks]
     shared = torch.tensor(local, dtype=torch.long, device=device)
     torch.distributed.all_reduce(shared, op=torch.distributed.ReduceOp.MAX)

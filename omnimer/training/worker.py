@@ -24,6 +24,7 @@ from omnimer import losses, metrics, storage
 from omnimer.collate import AudioFeatureCache
 from omnimer.config import TrainConfig
 from omnimer.labels import LabelSet, class_counts, label_set_of
+from omnimer.tasks import Prompting
 from omnimer.training import checkpoint
 from omnimer.training.dataset import worker_rows
 from omnimer.training.engine import build_engine, seed_everything
@@ -128,6 +129,7 @@ def set_up(cfg: TrainConfig) -> Worker:
     }
     filler = rows["train"][0] if rows["train"] else None
     rebalancing = losses.build_rebalancing(cfg.loss, counts)
+    prompting = Prompting(cfg.data.target, labels, verbalizers, cfg.data.language, cfg.data.audio_in_video)
     return Worker(
         cfg=cfg,
         rank=rank,
@@ -140,8 +142,8 @@ def set_up(cfg: TrainConfig) -> Worker:
         train_rows=rows["train"],
         eval_rows={split: rows[split] for split in ("valid", "test")},
         steps_per_epoch=steps_per_epoch,
-        evaluator=Evaluator(processor, cfg, labels, verbalizers, first_ids, frame_size, filler),
-        step_context=StepContext(processor, labels, verbalizers, first_ids, rebalancing, frame_size, device),
+        evaluator=Evaluator(processor, prompting, first_ids, frame_size, cfg.train.eval_batch_size, filler),
+        step_context=StepContext(processor, prompting, first_ids, rebalancing, frame_size, device),
         feature_cache=feature_cache,
         setup_seconds=setup_seconds,
     )

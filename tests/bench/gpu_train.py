@@ -196,9 +196,10 @@ def train_run(
     import deepspeed
 
     from omnimer import losses, metrics
+    from omnimer.aux_tasks import enabled_tasks
     from omnimer.collate import collate
     from omnimer.model.load import apply_lora, load_processor, load_thinker
-    from omnimer.tasks import build_task_batches
+    from omnimer.tasks import Prompting, build_task_batches
     from omnimer.training.engine import deepspeed_config, gathered_adapter, lr_lambda, seed_everything
     from omnimer.training.evaluate import Evaluator, choose_verbalizers
     from omnimer.training.step import StepContext, epoch_order, step_losses
@@ -242,11 +243,9 @@ def train_run(
     dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in engine.module.parameters()})
     devices = sorted({p.device.type for p in engine.module.parameters()})
 
-    aux_weights = losses.aux_weights(cfg.loss)
-    evaluator = Evaluator(processor, cfg, data.labels, verbalizers, first_ids, data.frame_size)
-    step_context = StepContext(
-        processor, data.labels, verbalizers, first_ids, rebalancing, data.frame_size, device
-    )
+    prompting = Prompting(cfg.data.target, data.labels, verbalizers, cfg.data.language)
+    evaluator = Evaluator(processor, prompting, first_ids, data.frame_size, cfg.train.eval_batch_size)
+    step_context = StepContext(processor, prompting, first_ids, rebalancing, data.frame_size, device)
     epochs = []
     losses_seen: list[float] = []
     for epoch in range(cfg.train.epochs):
@@ -303,9 +302,7 @@ def train_run(
     for step in range(steps_per_epoch):
         rows = [rows_all[i] for i in order[step * cfg.train.batch_size : (step + 1) * cfg.train.batch_size]]
         media = {r["clip_id"]: r for r in rows}
-        batches = build_task_batches(
-            rows, cfg.data.target, data.labels, verbalizers, cfg.data.language, aux_weights
-        )
+        batches = build_task_batches(rows, prompting, enabled_tasks(cfg.loss))
         for convs in batches.values():
             collate(processor, convs, media, frame_size=data.frame_size)
     collate_seconds = (time.perf_counter() - collate_started) / steps_per_epoch

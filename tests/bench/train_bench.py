@@ -18,7 +18,7 @@ from omnimer.collate import AudioFeatureCache, collate
 from omnimer.config import DataConfig, LoraSettings, LossConfig, ModelConfig, TrainConfig
 from omnimer.labels import LabelSet
 from omnimer.model.load import apply_lora, load_processor, load_thinker
-from omnimer.tasks import main_conversation
+from omnimer.tasks import Prompting, main_conversation
 from omnimer.training.evaluate import choose_verbalizers
 from omnimer.training.step import StepContext, step_losses
 
@@ -38,7 +38,9 @@ def _train_step(
     """One optimizer step of the real training step function (``omnimer.training.step.step_losses``); returns
     the step's tokens (every task's conversations, without padding)."""
     rebalancing = losses.build_rebalancing(loss_cfg, [1] * len(labels))
-    ctx = StepContext(processor, labels, labels.names, [], rebalancing, frame_size, "cpu")
+    ctx = StepContext(
+        processor, Prompting("emotion", labels, labels.names), [], rebalancing, frame_size, "cpu"
+    )
     total, _, tokens = step_losses(model, batch_rows, TrainConfig(loss=loss_cfg), ctx)
     optimizer.zero_grad()
     total.backward()
@@ -77,10 +79,8 @@ def _warm(processor, rows: list[dict], labels: LabelSet, frame_size: int) -> Non
     """Build every row's main batch once, which fills the audio feature cache (an epoch's worth)."""
     media = {r["clip_id"]: r for r in rows}
     for start in range(0, len(rows), 8):
-        prompts = [
-            main_conversation(r, "emotion", labels, labels.names, "id", with_answer=True)
-            for r in rows[start : start + 8]
-        ]
+        prompting = Prompting("emotion", labels, labels.names)
+        prompts = [main_conversation(r, prompting, with_answer=True) for r in rows[start : start + 8]]
         collate(processor, prompts, media, frame_size=frame_size)
 
 
@@ -132,9 +132,8 @@ def bench_train(model_path: str, rows: list[dict], labels: LabelSet, frame_size:
     verbalizers, first_ids = choose_verbalizers(processor.tokenizer, labels)
     eval_rows = rows[: min(len(rows), 48)]
     media = {r["clip_id"]: r for r in eval_rows}
-    prompts = [
-        main_conversation(r, "emotion", labels, verbalizers, "id", with_answer=False) for r in eval_rows
-    ]
+    prompting = Prompting("emotion", labels, verbalizers)
+    prompts = [main_conversation(r, prompting, with_answer=False) for r in eval_rows]
     # generate appends after the last position, so its prompts must be left-padded (closed-set scoring
     # reads each row's last attended position and takes either side).
     processor.tokenizer.padding_side = "left"
