@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import attribution as attribution_module
-from analysis import records, tables
+from analysis import records, search, tables
 from analysis.attribution import Attribution
 from analysis.records import AnalysisError, parse_subset
 from omnimer import storage
@@ -170,11 +170,11 @@ def build_tables(
         )
         out["per_class_f1"] = tables.format_per_class(per_class, fmt, experiment.split)
     if experiment.has_search:
-        summary = tables.search_frame(experiment.frame, experiment.study, top_k)
-        out["search_summary"] = tables.format_search(
-            summary, fmt, tables.search_status_line(experiment.frame)
+        summary = search.search_frame(experiment.frame, experiment.study, top_k)
+        out["search_summary"] = search.format_search(
+            summary, fmt, search.search_status_line(experiment.frame)
         )
-        best = tables.best_config_yaml(experiment.frame, experiment.study, experiment.name)
+        best = search.best_config_yaml(experiment.frame, experiment.study, experiment.name)
         if best:
             out["best_config.yaml"] = best
     return out
@@ -184,7 +184,7 @@ def best_config_of(exp_dir: str | Path) -> dict:
     """The best search trial's hyperparameters in an experiment dir, as nested config sections (what
     ``best_config.yaml`` holds; empty if the dir has no finished search trial)."""
     experiment = analyse([exp_dir], warn=False)
-    return tables.best_config(experiment.frame, experiment.study)
+    return search.best_config(experiment.frame, experiment.study)
 
 
 def write_tables(tables_by_name: dict[str, str], out: Path, fmt: str) -> list[Path]:

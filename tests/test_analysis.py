@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 from recordfiles import LABELS, PER_CLASS_OFFSETS, make_record, write_record
 
-from analysis import attribution, records, stats, tables
+from analysis import attribution, records, search, stats, tables
 from analysis.__main__ import main
 from analysis.records import AnalysisError
 from analysis.report import ablation_summary, analyse, build_tables, write_report
@@ -348,22 +348,22 @@ def search_dir(tmp_path: Path) -> Path:
 def test_search_summary_ranks_trials_and_the_best_config_loads(search_dir: Path, tmp_path: Path) -> None:
     experiment = analyse([search_dir])
     assert experiment.study is not None and not experiment.has_ablation
-    summary = tables.search_frame(experiment.frame, experiment.study, top_k=3)
+    summary = search.search_frame(experiment.frame, experiment.study, top_k=3)
     assert list(summary["run_name"]) == ["trial_2", "trial_4", "trial_1"]  # by valid macro-F1
     assert "model.lora.rank" in summary and "train.lr" in summary and "loss.aux_weight_text" in summary
     assert "train.seed" not in summary and "run.name" not in summary
     assert summary.loc[0, "loss.gamma"] == 2.5
-    full = tables.search_frame(experiment.frame, experiment.study, top_k=10)
+    full = search.search_frame(experiment.frame, experiment.study, top_k=10)
     # Ranked: finished and ASHA-stopped trials with metrics; not the failed one nor the one stopped
     # before it had any.
     assert len(full) == 6 and "stopped" in set(full["status"]) and "trial_early" not in set(full["run_name"])
     assert math.isnan(full.set_index("run_name").loc["trial_3", "loss.gamma"])  # scheme none
 
-    best = tables.best_config(experiment.frame, experiment.study)
+    best = search.best_config(experiment.frame, experiment.study)
     assert best["model"]["lora"] == {"rank": 16, "alpha": 32.0}
     assert best["loss"]["scheme"] == "focal" and best["loss"]["gamma"] == 2.5
     assert best["train"] == {"lr": 2e-4}
-    text = tables.best_config_yaml(experiment.frame, experiment.study, "search")
+    text = search.best_config_yaml(experiment.frame, experiment.study, "search")
     assert text.startswith("# Best trial of search search: trial_2")
     path = tmp_path / "best_config.yaml"
     path.write_text(text)
@@ -372,7 +372,7 @@ def test_search_summary_ranks_trials_and_the_best_config_loads(search_dir: Path,
 
     # Without the records (say, they were not copied), the study's own best trial gives the config.
     no_records = experiment.frame[experiment.frame["mode"] != "search"]
-    from_study = tables.best_config(no_records, experiment.study)
+    from_study = search.best_config(no_records, experiment.study)
     assert from_study == {
         "model": {"lora": {"rank": 16, "alpha": 32.0}},
         "train": {"lr": 2e-4},
@@ -394,12 +394,12 @@ def test_best_config_from_the_study_alone_maps_param_names() -> None:
         "train.seed",
         "run.name",
     ]
-    assert tables.config_key_for_param("lora_rank", keys) == "model.lora.rank"
-    assert tables.config_key_for_param("rank", keys) == "model.lora.rank"
-    assert tables.config_key_for_param("lr", keys) == "train.lr"
-    assert tables.config_key_for_param("aux_weight_face", keys) == "loss.aux_weight_face"
-    assert tables.config_key_for_param("seed", keys) is None  # not a hyperparameter
-    assert tables.config_key_for_param("name", keys) is None
+    assert search.config_key_for_param("lora_rank", keys) == "model.lora.rank"
+    assert search.config_key_for_param("rank", keys) == "model.lora.rank"
+    assert search.config_key_for_param("lr", keys) == "train.lr"
+    assert search.config_key_for_param("aux_weight_face", keys) == "loss.aux_weight_face"
+    assert search.config_key_for_param("seed", keys) is None  # not a hyperparameter
+    assert search.config_key_for_param("name", keys) is None
 
 
 def assert_png(path: Path) -> None:
