@@ -21,13 +21,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from recordfiles import LABELS, PER_CLASS_OFFSETS, make_record, write_record
+from recordfiles import (
+    LABELS,
+    PER_CLASS_OFFSETS,
+    SEARCH_SPACE,
+    make_record,
+    write_record,
+    write_search_experiment,
+)
 
-from analysis import attribution, records, search, stats, tables
+from analysis import attribution, records, stats, tables
 from analysis.__main__ import main
 from analysis.records import AnalysisError
 from analysis.report import ablation_summary, analyse, build_tables, write_report
-from omnimer.config import load_train_config
 from omnimer.subsets import LATTICE, TASKS, subset_name
 
 REPO = Path(__file__).resolve().parents[1]
@@ -289,117 +295,7 @@ def test_subset_without_finished_trial_is_named_and_the_rest_still_shown(tmp_pat
     assert "Shapley attribution unavailable: no finished trial for subset(s) prosody" in summary
 
 
-# ------------------------------------------------------------------------------------ search + report
-
-
-SEARCH_SPACE = [
-    # (rank, alpha, lr, scheme, gamma) per trial; valid macro-F1 rises with rank and focal loss.
-    (4, 8.0, 1e-4, "none", None),
-    (8, 16.0, 3e-4, "focal", 1.5),
-    (16, 32.0, 2e-4, "focal", 2.5),
-    (32, 32.0, 5e-4, "none", None),
-    (64, 64.0, 1e-3, "inverse_freq", None),
-    (8, 8.0, 2e-3, "focal", 1.0),
-]
-
-
-def search_score(rank: int, scheme: str) -> float:
-    return 0.30 + 0.02 * math.log2(rank) + (0.05 if scheme == "focal" else 0.0)
-
-
-@pytest.fixture
-def search_dir(tmp_path: Path) -> Path:
-    """Search records plus the Optuna study in ``<exp>/optuna.db``, as the sweep writes them."""
-    import optuna
-
-    exp = tmp_path / "search"
-    exp.mkdir()
-    study = optuna.create_study(
-        study_name="search", storage=f"sqlite:///{exp / 'optuna.db'}", direction="maximize"
-    )
-    for number, (rank, alpha, lr, scheme, gamma) in enumerate(SEARCH_SPACE):
-        params = {"model.lora.rank": rank, "model.lora.alpha": alpha, "train.lr": lr, "loss.scheme": scheme}
-        distributions = {
-            "model.lora.rank": optuna.distributions.IntDistribution(4, 64, log=True),
-            "model.lora.alpha": optuna.distributions.FloatDistribution(4, 128, log=True),
-            "train.lr": optuna.distributions.FloatDistribution(1e-5, 1e-2, log=True),
-            "loss.scheme": optuna.distributions.CategoricalDistribution(["none", "focal", "inverse_freq"]),
-        }
-        if gamma is not None:
-            params["loss.gamma"] = gamma
-            distributions["loss.gamma"] = optuna.distributions.FloatDistribution(0.5, 5.0)
-        score = search_score(rank, scheme)
-        study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=score))
-        loss = {"scheme": scheme, "aux_weight_text": 0.1 * number, "gamma": gamma or 2.0}
-        overrides = {"model.lora.rank": rank, "model.lora.alpha": alpha, "train.lr": lr}
-        record = make_record(LATTICE[-1], 0, score - 0.01, mode="search", loss=loss, overrides=overrides)
-        record["valid"]["macro_f1"] = score
-        status = "stopped" if number == 0 else "finished"
-        record["status"] = status
-        write_record(exp, f"trial_{number}", record)
-    write_record(exp, "trial_failed", make_record(LATTICE[-1], 0, 0.0, status="failed", mode="search"))
-    # Stopped by ASHA before its first checkpoint: a record without metrics.
-    early = make_record(LATTICE[-1], 0, 0.0, status="failed", mode="search")
-    early.update(status="stopped", error=None)
-    write_record(exp, "trial_early", early)
-    return exp
-
-
-def test_search_summary_ranks_trials_and_the_best_config_loads(search_dir: Path, tmp_path: Path) -> None:
-    experiment = analyse([search_dir])
-    assert experiment.study is not None and not experiment.has_ablation
-    summary = search.search_frame(experiment.frame, experiment.study, top_k=3)
-    assert list(summary["run_name"]) == ["trial_2", "trial_4", "trial_1"]  # by valid macro-F1
-    assert "model.lora.rank" in summary and "train.lr" in summary and "loss.aux_weight_text" in summary
-    assert "train.seed" not in summary and "run.name" not in summary
-    assert summary.loc[0, "loss.gamma"] == 2.5
-    full = search.search_frame(experiment.frame, experiment.study, top_k=10)
-    # Ranked: finished and ASHA-stopped trials with metrics; not the failed one nor the one stopped
-    # before it had any.
-    assert len(full) == 6 and "stopped" in set(full["status"]) and "trial_early" not in set(full["run_name"])
-    assert math.isnan(full.set_index("run_name").loc["trial_3", "loss.gamma"])  # scheme none
-
-    best = search.best_config(experiment.frame, experiment.study)
-    assert best["model"]["lora"] == {"rank": 16, "alpha": 32.0}
-    assert best["loss"]["scheme"] == "focal" and best["loss"]["gamma"] == 2.5
-    assert best["train"] == {"lr": 2e-4}
-    text = search.best_config_yaml(experiment.frame, experiment.study, "search")
-    assert text.startswith("# Best trial of search search: trial_2")
-    path = tmp_path / "best_config.yaml"
-    path.write_text(text)
-    config = load_train_config(str(path))  # what sweeps/aux_ablation.py --best-of reads
-    assert (config.model.lora.rank, config.train.lr, config.loss.scheme) == (16, 2e-4, "focal")
-
-    # Without the records (say, they were not copied), the study's own best trial gives the config.
-    no_records = experiment.frame[experiment.frame["mode"] != "search"]
-    from_study = search.best_config(no_records, experiment.study)
-    assert from_study == {
-        "model": {"lora": {"rank": 16, "alpha": 32.0}},
-        "train": {"lr": 2e-4},
-        "loss": {"scheme": "focal", "gamma": 2.5},
-    }
-
-    markdown = build_tables(experiment, "md")["search_summary"]
-    assert "8 search trials: 5 finished, 2 stopped, 1 failed, 0 running" in markdown
-    latex = build_tables(experiment, "latex")["search_summary"]
-    assert r"model.lora.rank" in latex and r"aux\_weight\_text" in latex
-
-
-def test_best_config_from_the_study_alone_maps_param_names() -> None:
-    keys = [
-        "model.lora.rank",
-        "model.lora.alpha",
-        "train.lr",
-        "loss.aux_weight_face",
-        "train.seed",
-        "run.name",
-    ]
-    assert search.config_key_for_param("lora_rank", keys) == "model.lora.rank"
-    assert search.config_key_for_param("rank", keys) == "model.lora.rank"
-    assert search.config_key_for_param("lr", keys) == "train.lr"
-    assert search.config_key_for_param("aux_weight_face", keys) == "loss.aux_weight_face"
-    assert search.config_key_for_param("seed", keys) is None  # not a hyperparameter
-    assert search.config_key_for_param("name", keys) is None
+# ------------------------------------------------------------------------------------ report
 
 
 def assert_png(path: Path) -> None:
@@ -408,7 +304,7 @@ def assert_png(path: Path) -> None:
     assert len(data) > 5000, (path, len(data))
 
 
-def test_report_writes_markdown_and_pngs(ablation_dir: Path, search_dir: Path, tmp_path: Path) -> None:
+def test_report_writes_markdown_and_pngs(ablation_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
     path = write_report(analyse([ablation_dir], n_boot=500), out)
     text = path.read_text()
@@ -416,15 +312,7 @@ def test_report_writes_markdown_and_pngs(ablation_dir: Path, search_dir: Path, t
         assert f"]({name})" in text
         assert_png(out / name)
     assert "## Aux-task ablation" in text and "Shapley" in text and "| text | face | prosody |" in text
-
-    search_out = tmp_path / "search-report"
-    text = write_report(analyse([search_dir]), search_out).read_text()
-    for name in ("optuna_param_importance.png", "optuna_parallel_coordinates.png", "learning_curves.png"):
-        assert f"]({name})" in text
-        assert_png(search_out / name)
-    assert "## Hyperparameter search" in text and "```yaml" in text and "## Failed trials" in text
-    assert (search_out / "best_config.yaml").is_file()
-    assert not list(search_out.glob(".*tmp*"))  # atomic writes leave no temporaries
+    assert not list(out.glob(".*tmp*"))  # atomic writes leave no temporaries
 
 
 def test_cli_tables_runs_as_a_module(ablation_dir: Path, tmp_path: Path) -> None:
@@ -460,10 +348,11 @@ def test_cli_writes_one_file_per_table(ablation_dir: Path, tmp_path: Path, capsy
 
 
 def test_tables_read_an_experiment_in_a_bucket_as_they_read_a_local_one(
-    ablation_dir: Path, search_dir: Path, s3_bucket: str, capsys
+    ablation_dir: Path, tmp_path: Path, s3_bucket: str, capsys
 ) -> None:
     from omnimer import storage
 
+    search_dir = write_search_experiment(tmp_path / "search")
     for local in (ablation_dir, search_dir):
         storage.upload_dir(local, f"s3://{s3_bucket}/experiments/{local.name}")
     for local in (ablation_dir, search_dir):
