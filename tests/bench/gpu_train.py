@@ -39,8 +39,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
+
+from tests.bench.adapter_checks import check_saved_adapter, snapshot
+from tests.bench.gpu_results import describe_result, results_table
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = REPO / "runs" / "demo" / "shards"
@@ -143,45 +147,26 @@ def load_data(data_dir: Path) -> Data:
     )
 
 
-def _gathered(module: torch.nn.Module, stage: int, trainable_only: bool = False):
-    """A context in which the parameters of ``module`` hold their full values (ZeRO-3 partitions them).
-
-    Collective: every rank must enter it.
-    """
-    if stage == 3:
-        import deepspeed
-
-        params = [p for p in module.parameters() if p.requires_grad or not trainable_only]
-        return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
-    return contextlib.nullcontext()
-
-
-def check_saved_adapter(module, trained: dict[str, torch.Tensor], trainable: set[str], context) -> dict:
-    """``module.save_pretrained`` inside ``context``: does the file hold the trained LoRA weights?"""
-    from safetensors.torch import load_file
-
-    with tempfile.TemporaryDirectory() as tmp:
-        with context:
-            module.save_pretrained(tmp)
-        saved = load_file(str(Path(tmp) / "adapter_model.safetensors"))
-    # peft saves ``...lora_A.weight`` for the parameter ``...lora_A.default.weight``.
-    expected = {n.replace(".default.", "."): t for n, t in trained.items() if n in trainable}
-    empty = sorted(k for k, t in saved.items() if t.numel() == 0)
-    return {
-        "checked": True,
-        "tensors": len(saved),
-        "expected": len(expected),
-        "empty": len(empty),
-        "equal": saved.keys() == expected.keys() and all(torch.equal(saved[k], expected[k]) for k in saved),
-    }
-
-
-def _snapshot(module: torch.nn.Module, stage: int) -> dict[str, torch.Tensor]:
-    with _gathered(module, stage):
-        return {n: p.detach().to("cpu", copy=True) for n, p in module.named_parameters()}
-
-
 # ------------------------------------------------------------------------------------ one run
+
+
+@dataclasses.dataclass
+class Run:
+    """One measured run's pieces: the engine and what a step and an evaluation need."""
+
+    cfg: Any
+    data: Data
+    device: Any
+    engine: Any
+    scheduler: Any
+    processor: Any
+    prompting: Any
+    evaluator: Any
+    step_context: Any
+    before: dict
+    trainable: set
+    init_seconds: float
+    steps_per_epoch: int
 
 
 def train_run(
@@ -193,28 +178,39 @@ def train_run(
     PyTorch's cuDNN attention backend for the run: on an H100 (torch 2.11, cu130) its backward returns
     NaN on some left-padded bf16 batches, and DeepSpeed then skips those optimizer steps.
     """
-    import deepspeed
-
-    from omnimer import losses, metrics
-    from omnimer.aux_tasks import enabled_tasks
-    from omnimer.collate import collate
-    from omnimer.model.load import apply_lora, load_processor, load_thinker
-    from omnimer.tasks import Prompting, build_task_batches
-    from omnimer.training.engine import deepspeed_config, gathered_adapter, lr_lambda, seed_everything
-    from omnimer.training.evaluate import Evaluator, choose_verbalizers
-    from omnimer.training.step import StepContext, epoch_order, step_losses
-
     use_gpu = cfg.train.use_gpu
-    world_size = torch.distributed.get_world_size()
-    device = torch.device("cuda", torch.cuda.current_device()) if use_gpu else torch.device("cpu")
-    ds_config = deepspeed_config(cfg, world_size)
-    stage = int(ds_config["zero_optimization"]["stage"])
     if use_gpu:
         gc.collect()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     cudnn_before = torch.backends.cuda.cudnn_sdp_enabled()
     torch.backends.cuda.enable_cudnn_sdp(cudnn_sdpa)
+    run = _set_up(cfg, data)
+    losses_seen: list[float] = []
+    epochs = [_epoch(run, epoch, losses_seen, log_every) for epoch in range(cfg.train.epochs)]
+    result = _result(run, epochs, losses_seen, _collate_seconds(run), check_adapter)
+    result["cudnn_sdpa"] = cudnn_sdpa
+    run.engine.destroy()
+    torch.backends.cuda.enable_cudnn_sdp(cudnn_before)
+    del run
+    gc.collect()
+    if use_gpu:
+        torch.cuda.empty_cache()
+    return result
+
+
+def _set_up(cfg, data: Data) -> Run:
+    """The model with its adapter in a DeepSpeed engine (the worker's own builder), and the step's and
+    the evaluation's context."""
+    from omnimer import losses
+    from omnimer.model.load import apply_lora, load_processor, load_thinker
+    from omnimer.tasks import Prompting
+    from omnimer.training.engine import build_engine, seed_everything
+    from omnimer.training.evaluate import Evaluator, choose_verbalizers
+    from omnimer.training.step import StepContext
+
+    world_size = torch.distributed.get_world_size()
+    device = torch.device("cuda", torch.cuda.current_device()) if cfg.train.use_gpu else torch.device("cpu")
     seed_everything(cfg.train.seed)
     rebalancing = losses.build_rebalancing(cfg.loss, data.counts)
     processor = load_processor(cfg.model.name_or_path)
@@ -223,122 +219,139 @@ def train_run(
     model.train()
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-
-    rows_all = data.train
-    steps_per_epoch = math.ceil(len(rows_all) / cfg.train.batch_size)
+    steps_per_epoch = math.ceil(len(data.train) / cfg.train.batch_size)
     optimizer_steps = max(1, cfg.train.epochs * steps_per_epoch // cfg.train.grad_accum)
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=cfg.train.lr,
-        weight_decay=cfg.train.weight_decay,
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_lambda(optimizer_steps, cfg.train.warmup_ratio)
-    )
     started = time.perf_counter()
-    engine, optimizer, _, scheduler = deepspeed.initialize(
-        model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config, dist_init_required=False
-    )
+    engine, scheduler = build_engine(model, cfg, world_size, optimizer_steps)
     init_seconds = time.perf_counter() - started
-    dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in engine.module.parameters()})
-    devices = sorted({p.device.type for p in engine.module.parameters()})
-
     prompting = Prompting(cfg.data.target, data.labels, verbalizers, cfg.data.language)
-    evaluator = Evaluator(processor, prompting, first_ids, data.frame_size, cfg.train.eval_batch_size)
-    step_context = StepContext(processor, prompting, first_ids, rebalancing, data.frame_size, device)
-    epochs = []
-    losses_seen: list[float] = []
-    for epoch in range(cfg.train.epochs):
-        engine.train()
-        order = epoch_order(rows_all, cfg, epoch, data.labels, data.counts)
-        sync(use_gpu)
-        epoch_started = time.perf_counter()
-        sums: dict[str, float] = {}
-        clips = tokens = 0
-        for step in range(steps_per_epoch):
-            rows = [
-                rows_all[i] for i in order[step * cfg.train.batch_size : (step + 1) * cfg.train.batch_size]
-            ]
-            total, parts, step_tokens = step_losses(engine, rows, cfg, step_context)
-            engine.backward(total)
-            engine.step()
-            loss = float(total.detach())  # synchronises with the device
-            losses_seen.append(loss)
-            for key, value in parts.items():
-                sums[key] = sums.get(key, 0.0) + float(value)
-            clips += len(rows)
-            tokens += step_tokens
-            if log_every and (step % log_every == 0):
-                print(f"  epoch {epoch + 1} step {step}: loss {loss:.4f} lr {scheduler.get_last_lr()[0]:.2e}")
-        sync(use_gpu)
-        train_seconds = time.perf_counter() - epoch_started
+    return Run(
+        cfg=cfg,
+        data=data,
+        device=device,
+        engine=engine,
+        scheduler=scheduler,
+        processor=processor,
+        prompting=prompting,
+        evaluator=Evaluator(processor, prompting, first_ids, data.frame_size, cfg.train.eval_batch_size),
+        step_context=StepContext(processor, prompting, first_ids, rebalancing, data.frame_size, device),
+        before=before,
+        trainable=trainable,
+        init_seconds=init_seconds,
+        steps_per_epoch=steps_per_epoch,
+    )
 
-        engine.eval()
-        eval_started = time.perf_counter()
-        evaluation = {}
-        for split, rows in data.evaluation.items():
-            _, truth, predicted = evaluator.predict(engine, rows, device)
-            evaluation[split] = metrics.classification_metrics(truth, predicted, data.labels.names)
-        sync(use_gpu)
-        eval_seconds = time.perf_counter() - eval_started
-        epochs.append(
-            {
-                "epoch": epoch + 1,
-                "train_loss": {k: v / steps_per_epoch for k, v in sums.items()},
-                "steps": steps_per_epoch,
-                "clips": clips,
-                "tokens": tokens,
-                "train_seconds": train_seconds,
-                "eval_seconds": eval_seconds,
-                "eval_clips": sum(len(r) for r in data.evaluation.values()),
-                "macro_f1": {s: e["macro_f1"] for s, e in evaluation.items()},
-                "accuracy": {s: e["accuracy"] for s, e in evaluation.items()},
-            }
-        )
 
-    # Data preparation alone (the processor on the CPU), for one epoch: how much of a step is not the GPU.
-    order = epoch_order(rows_all, cfg, 0, data.labels, data.counts)
-    collate_started = time.perf_counter()
-    for step in range(steps_per_epoch):
-        rows = [rows_all[i] for i in order[step * cfg.train.batch_size : (step + 1) * cfg.train.batch_size]]
+def _epoch(run: Run, epoch: int, losses_seen: list[float], log_every: int) -> dict:
+    """One epoch of the real step (timed), then the closed-set evaluation of every split (timed)."""
+    from omnimer import metrics
+    from omnimer.training.step import epoch_order, step_losses
+
+    cfg, data, engine, use_gpu = run.cfg, run.data, run.engine, run.cfg.train.use_gpu
+    engine.train()
+    order = epoch_order(data.train, cfg, epoch, data.labels, data.counts)
+    sync(use_gpu)
+    epoch_started = time.perf_counter()
+    sums: dict[str, float] = {}
+    clips = tokens = 0
+    size = cfg.train.batch_size
+    for step in range(run.steps_per_epoch):
+        rows = [data.train[i] for i in order[step * size : (step + 1) * size]]
+        total, parts, step_tokens = step_losses(engine, rows, cfg, run.step_context)
+        engine.backward(total)
+        engine.step()
+        loss = float(total.detach())  # synchronises with the device
+        losses_seen.append(loss)
+        for key, value in parts.items():
+            sums[key] = sums.get(key, 0.0) + float(value)
+        clips += len(rows)
+        tokens += step_tokens
+        if log_every and (step % log_every == 0):
+            print(f"  epoch {epoch + 1} step {step}: loss {loss:.4f} lr {run.scheduler.get_last_lr()[0]:.2e}")
+    sync(use_gpu)
+    train_seconds = time.perf_counter() - epoch_started
+
+    engine.eval()
+    eval_started = time.perf_counter()
+    evaluation = {}
+    for split, rows in data.evaluation.items():
+        _, truth, predicted = run.evaluator.predict(engine, rows, run.device)
+        evaluation[split] = metrics.classification_metrics(truth, predicted, data.labels.names)
+    sync(use_gpu)
+    return {
+        "epoch": epoch + 1,
+        "train_loss": {k: v / run.steps_per_epoch for k, v in sums.items()},
+        "steps": run.steps_per_epoch,
+        "clips": clips,
+        "tokens": tokens,
+        "train_seconds": train_seconds,
+        "eval_seconds": time.perf_counter() - eval_started,
+        "eval_clips": sum(len(r) for r in data.evaluation.values()),
+        "macro_f1": {s: e["macro_f1"] for s, e in evaluation.items()},
+        "accuracy": {s: e["accuracy"] for s, e in evaluation.items()},
+    }
+
+
+def _collate_seconds(run: Run) -> float:
+    """Data preparation alone (the processor on the CPU) per step, over one epoch: how much of a step
+    is not the GPU."""
+    from omnimer.aux_tasks import enabled_tasks
+    from omnimer.collate import collate
+    from omnimer.tasks import build_task_batches
+    from omnimer.training.step import epoch_order
+
+    cfg, data = run.cfg, run.data
+    order = epoch_order(data.train, cfg, 0, data.labels, data.counts)
+    started = time.perf_counter()
+    size = cfg.train.batch_size
+    for step in range(run.steps_per_epoch):
+        rows = [data.train[i] for i in order[step * size : (step + 1) * size]]
         media = {r["clip_id"]: r for r in rows}
-        batches = build_task_batches(rows, prompting, enabled_tasks(cfg.loss))
-        for convs in batches.values():
-            collate(processor, convs, media, frame_size=data.frame_size)
-    collate_seconds = (time.perf_counter() - collate_started) / steps_per_epoch
+        for convs in build_task_batches(rows, run.prompting, enabled_tasks(cfg.loss)).values():
+            collate(run.processor, convs, media, frame_size=data.frame_size)
+    return (time.perf_counter() - started) / run.steps_per_epoch
 
-    after = _snapshot(engine.module, stage)
-    changed = {n for n in before if not torch.equal(before[n], after[n])}
-    frozen_changed = sorted(changed - trainable)
-    lora_b = {n for n in trainable if "lora_B" in n}
+
+def _result(
+    run: Run, epochs: list[dict], losses_seen: list[float], collate_seconds: float, check_adapter: bool
+):
+    """The run's measurements and checks (only the adapter's weights changed; the saved adapter is
+    the trained one, whole under ZeRO-3)."""
+    from omnimer.training.engine import gathered_adapter
+
+    engine, use_gpu = run.engine, run.cfg.train.use_gpu
+    stage = engine.zero_optimization_stage()
+    after = snapshot(engine.module, stage)
+    changed = {n for n in run.before if not torch.equal(run.before[n], after[n])}
+    frozen_changed = sorted(changed - run.trainable)
+    lora_b = {n for n in run.trainable if "lora_B" in n}
     adapter = whole_adapter = {"checked": False}
     if check_adapter:
         # A plain save_pretrained, and the one the training checkpoint does (inside gathered_adapter,
         # which gathers the LoRA weights that ZeRO-3 partitions).
-        adapter = check_saved_adapter(engine.module, after, trainable, contextlib.nullcontext())
-        whole_adapter = check_saved_adapter(engine.module, after, trainable, gathered_adapter(engine))
-
+        adapter = check_saved_adapter(engine.module, after, run.trainable, contextlib.nullcontext())
+        whole_adapter = check_saved_adapter(engine.module, after, run.trainable, gathered_adapter(engine))
     later = [e for e in epochs[1:]] or epochs
     steady_seconds = sum(e["train_seconds"] for e in later)
-    result = {
+    steady_steps = sum(e["steps"] for e in later)
+    return {
         "device": torch.cuda.get_device_name(0) if use_gpu else "cpu",
         "zero": stage,
-        "batch_size": cfg.train.batch_size,
-        "epochs": cfg.train.epochs,
-        "train_clips": len(rows_all),
-        "dtypes": dtypes,
-        "param_devices": devices,
-        "deepspeed_init_seconds": init_seconds,
-        "steps_per_s": sum(e["steps"] for e in later) / steady_seconds,
+        "batch_size": run.cfg.train.batch_size,
+        "epochs": run.cfg.train.epochs,
+        "train_clips": len(run.data.train),
+        "dtypes": sorted({str(p.dtype).removeprefix("torch.") for p in engine.module.parameters()}),
+        "param_devices": sorted({p.device.type for p in engine.module.parameters()}),
+        "deepspeed_init_seconds": run.init_seconds,
+        "steps_per_s": steady_steps / steady_seconds,
         "clips_per_s": sum(e["clips"] for e in later) / steady_seconds,
         "tokens_per_s": sum(e["tokens"] for e in later) / steady_seconds,
         "first_epoch_steps_per_s": epochs[0]["steps"] / epochs[0]["train_seconds"],
         "collate_seconds_per_step": collate_seconds,
-        "cudnn_sdpa": cudnn_sdpa,
         "optimizer_steps": len(losses_seen),
         # DeepSpeed skips a step whose gradients are not finite ("OVERFLOW! Skipping step").
         "skipped_steps": int(engine.skipped_steps),
-        "step_seconds": steady_seconds / sum(e["steps"] for e in later),
+        "step_seconds": steady_seconds / steady_steps,
         "eval_clips_per_s": sum(e["eval_clips"] for e in later) / sum(e["eval_seconds"] for e in later),
         "peak_memory_mib": torch.cuda.max_memory_allocated() / 2**20 if use_gpu else None,
         "peak_reserved_mib": torch.cuda.max_memory_reserved() / 2**20 if use_gpu else None,
@@ -347,22 +360,17 @@ def train_run(
         "loss_first_step": losses_seen[0],
         "loss_last_step": losses_seen[-1],
         "all_losses_finite": all(math.isfinite(v) for v in losses_seen),
-        "trainable_tensors": len(trainable),
+        "trainable_tensors": len(run.trainable),
         "changed_tensors": len(changed),
         "frozen_changed": frozen_changed[:10],
         "lora_b_unchanged": sorted(lora_b - changed)[:10],
-        "only_lora_changed": not frozen_changed and all("lora_" in n for n in trainable) and bool(changed),
+        "only_lora_changed": not frozen_changed
+        and all("lora_" in n for n in run.trainable)
+        and bool(changed),
         "adapter": adapter,
         "gathered_adapter": whole_adapter,
         "history": epochs,
     }
-    engine.destroy()
-    torch.backends.cuda.enable_cudnn_sdp(cudnn_before)
-    del engine, optimizer, scheduler, model
-    gc.collect()
-    if use_gpu:
-        torch.cuda.empty_cache()
-    return result
 
 
 def sync(use_gpu: bool) -> None:
@@ -371,56 +379,6 @@ def sync(use_gpu: bool) -> None:
 
 
 # ------------------------------------------------------------------------------------ CLI
-
-
-def _table(results: list[dict]) -> str:
-    head = (
-        f"{'ZeRO':>4} {'batch':>5} {'steps/s':>8} {'clips/s':>8} {'ms/step':>8} {'collate ms':>10} "
-        f"{'peak MiB':>9} {'loss ep1 -> last':>17} {'valid F1':>8} {'test F1':>8} {'skipped':>7} "
-        f"{'checks':>6}"
-    )
-    lines = [head]
-    for r in results:
-        last = r["history"][-1]["macro_f1"]
-        ok = (
-            r["all_losses_finite"]
-            and r["only_lora_changed"]
-            and (not r["gathered_adapter"]["checked"] or r["gathered_adapter"]["equal"])
-        )
-        peak = f"{r['peak_memory_mib']:.0f}" if r["peak_memory_mib"] is not None else "-"
-        lines.append(
-            f"{r['zero']:>4} {r['batch_size']:>5} {r['steps_per_s']:>8.2f} {r['clips_per_s']:>8.1f} "
-            f"{1e3 * r['step_seconds']:>8.1f} {1e3 * r['collate_seconds_per_step']:>10.1f} {peak:>9} "
-            f"{r['loss_first_epoch']:>7.3f} -> {r['loss_last_epoch']:<7.3f} "
-            f"{last.get('valid', float('nan')):>8.3f} {last.get('test', float('nan')):>8.3f} "
-            f"{str(r['skipped_steps']) + '/' + str(r['optimizer_steps']):>7} "
-            f"{'ok' if ok else 'FAIL':>6}"
-        )
-    return "\n".join(lines)
-
-
-def _adapter_text(a: dict) -> str:
-    if not a["checked"]:
-        return "not checked"
-    verdict = "= trained weights" if a["equal"] else "DIFFERS from the trained weights"
-    return f"{a['tensors']} tensors ({a['empty']} empty) {verdict}"
-
-
-def _describe(r: dict) -> str:
-    return (
-        f"[{r['device']}] ZeRO-{r['zero']} batch {r['batch_size']} "
-        f"(cuDNN SDPA {'on' if r['cudnn_sdpa'] else 'off'}): "
-        f"weights {r['dtypes']} "
-        f"on {r['param_devices']}, "
-        f"deepspeed.initialize {r['deepspeed_init_seconds']:.1f} s, first epoch "
-        f"{r['first_epoch_steps_per_s']:.2f} steps/s, eval {r['eval_clips_per_s']:.1f} clips/s, "
-        f"{r['tokens_per_s']:.0f} tokens/s; loss step 1 {r['loss_first_step']:.3f} -> last step "
-        f"{r['loss_last_step']:.3f}; {r['changed_tensors']} of {r['trainable_tensors']} LoRA tensors "
-        "changed, "
-        f"frozen changed: {r['frozen_changed'] or 'none'}; adapter saved plainly: "
-        f"{_adapter_text(r['adapter'])}; as a training checkpoint saves it (gathered): "
-        f"{_adapter_text(r['gathered_adapter'])}"
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -495,8 +453,8 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 results += json.loads(Path(out.name).read_text())
     for r in results:
-        print(_describe(r))
-    print(_table(results), flush=True)
+        print(describe_result(r))
+    print(results_table(results), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str) + "\n")
     ok = all(r["all_losses_finite"] and r["only_lora_changed"] for r in results)
