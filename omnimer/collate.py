@@ -5,6 +5,9 @@ explicit ``size`` its class default turns a 56x56 clip into 288 video tokens ins
 fps sets the temporal positions of the video tokens. The processor takes one fps per call, so
 ``video_second_per_grid`` is set per clip afterwards; with audio interleaved into the video (whose
 token layout depends on the fps) clips are processed in groups of equal fps and merged.
+
+Used by the training step (:mod:`omnimer.training.step`), the evaluation
+(:mod:`omnimer.training.evaluate`) and the benches.
 """
 
 from __future__ import annotations

@@ -2,6 +2,10 @@
 
 YAML files and command-line flags only supply values; every check lives in ``__post_init__`` and its
 message quotes the offending value.
+
+Used by every command that trains: ``omnimer train --config FILE key=value ...`` and
+``sweeps/aux_ablation.py`` build a ``TrainConfig`` with :func:`load_train_config`; ``omnimer ingest``
+builds an ``IngestConfig``.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ A :class:`LabelSet` holds the canonical label names exactly as they appear in a 
 (IndoMER uses Indonesian words), the English display names used in tables, and the verbalizer the
 model answers with. Label sets are addressed by a short name (``"indomer-emotion"``) so that
 ``dataset.json`` and training configs can refer to them.
+
+Used by the format readers (:mod:`omnimer.data.formats`), ingest, the training run (the label set
+of a run's ``dataset.json``: :func:`label_set_of`) and the synthetic corpus.
 """
 
 from __future__ import annotations

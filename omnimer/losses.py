@@ -28,6 +28,8 @@ Usage in a training step::
     total, parts = combine(main, aux, aux_weights(config.loss))
 
 This module is pure torch and knows nothing of the model.
+
+Used by the training step (:mod:`omnimer.training.step`).
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ first tokens collide, score whole answers instead: one sequence per (example, la
 :func:`sequence_logprob` and reshaped to ``[B, C]``.
 
 Metrics are numpy only (scikit-learn is a test dependency, used to check these).
+
+Used by the evaluation of a training run (:mod:`omnimer.training.evaluate`) and its model
+selection (:func:`best_epoch`).
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@
 
 The parts are joined with "; " so a reader (and the model) sees which part is which, e.g.
 ``kata emosi: sedih, kecewa; sentimen teks: negatif``. A target with no source at all is null.
+
+Used by ingest (:mod:`omnimer.data.ingest`, ``omnimer ingest``), which writes them to the shards'
+``aux_keywords``, ``aux_face`` and ``aux_prosody`` columns (:mod:`omnimer.aux_tasks`).
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 Every function raises :class:`MediaError` with a reason a user can act on; ingest turns it into a
 ``file:row:column: reason`` line.
+
+Used by ingest (:mod:`omnimer.data.ingest`, ``omnimer ingest``) and the benches.
 """
 
 from __future__ import annotations

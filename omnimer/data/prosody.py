@@ -13,6 +13,9 @@ Features (all float32, in the ``prosody`` struct of a shard row):
 The description ("nada tinggi dan bervariasi, energi kuat, tempo cepat") is built from z-scores
 against the speaker's own clips when the speaker has enough clips, else against the whole dataset,
 because a pitch that is high for one speaker is low for another.
+
+Used by ingest (:mod:`omnimer.data.ingest`, ``omnimer ingest``): the features go to the shards'
+``prosody`` column, the description into the prosody task's target.
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ the ``thinker.*`` tensors are read: transformers' own key mapping for the Thinke
 ``thinker.`` prefix and renames the 7B's ``thinker.model.layers.*`` / ``thinker.audio_tower.*`` /
 ``thinker.visual.*`` to the module tree, while the talker and token2wav tensors, opened lazily from
 the safetensors files, are never materialised.
+
+Used by every training worker (:mod:`omnimer.training.worker`), the benches and the tests, with a
+hub id or a local directory in ``model.name_or_path``.
 """
 
 from __future__ import annotations

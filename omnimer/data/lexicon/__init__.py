@@ -1,4 +1,4 @@
-"""Built-in Indonesian emotion lexicon: the default target source of the ``aux_text`` task (DESIGN §4).
+"""Built-in Indonesian emotion lexicon: the default target source of the ``text`` aux task (DESIGN §4).
 
 ``id_emotion.tsv`` (package data) lists, for every IndoMER emotion except ``netral``, common emotion
 words with their inflected and colloquial forms (``sedih``: sedih, sedihnya, kesedihan, bersedih,
@@ -9,10 +9,13 @@ Usage::
 
     from omnimer.data.lexicon import find_keywords, NO_KEYWORDS
     find_keywords("Aku sedih banget, jujur kesel juga")   # ['sedih banget', 'kesel']
-    ", ".join(find_keywords(text)) or NO_KEYWORDS         # the aux_text answer
+    ", ".join(find_keywords(text)) or NO_KEYWORDS         # the text task's answer
 
 Matching is case-insensitive on whole words (Unicode word boundaries), multiword forms match across
 any run of whitespace, and at each position the longest listed form wins.
+
+Used by ingest's text targets (:mod:`omnimer.data.aux_targets`) and the synthetic corpus's
+transcripts.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from omnimer.labels import INDOMER_EMOTION
 
 LEXICON_FILE = "id_emotion.tsv"
 COLUMNS = ("emotion", "lemma", "forms")
-# The aux_text answer for a transcript without emotion words (DESIGN §4).
+# The text task's answer for a transcript without emotion words (DESIGN §4).
 NO_KEYWORDS = "tidak ada"
 # Emotions the lexicon covers: every IndoMER emotion except the neutral class.
 LEXICON_EMOTIONS: tuple[str, ...] = tuple(e for e in INDOMER_EMOTION.names if e != "netral")
@@ -143,7 +146,7 @@ def keyword_emotions(text: str) -> list[str]:
 
 
 def keywords_answer(text: str) -> str:
-    """The aux_text answer for ``text``: its keywords joined by ", ", or :data:`NO_KEYWORDS`."""
+    """The text task's answer for ``text``: its keywords joined by ", ", or :data:`NO_KEYWORDS`."""
     return ", ".join(find_keywords(text)) or NO_KEYWORDS
 
 
