@@ -120,9 +120,9 @@ def test_run_writes_record_events_and_adapter(workspace, unbroken):
     tags = events.Tags()
     assert {
         "loss/main",
-        "loss/aux_text",
-        "loss/aux_face",
-        "loss/aux_prosody",
+        "loss/text",
+        "loss/face",
+        "loss/prosody",
         "loss/total",
         "lr",
         "valid/macro_f1",
