@@ -1,6 +1,6 @@
 """Run records for tests, in the format ``omnimer.training.driver.run_training`` writes (schema
 version 1, config from ``omnimer.config.TrainConfig``, the ``sweep`` block of a sweep trial), with the
-metrics the caller plants."""
+metrics the caller plants; and a check of the report's figures."""
 
 from __future__ import annotations
 
@@ -155,3 +155,10 @@ def write_search_experiment(exp: Path) -> Path:
     early.update(status="stopped", error=None)
     write_record(exp, "trial_early", early)
     return exp
+
+
+def assert_png(path: Path) -> None:
+    """``path`` is a PNG with a real picture in it (not an empty canvas)."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", path
+    assert len(data) > 5000, (path, len(data))

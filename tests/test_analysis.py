@@ -25,6 +25,7 @@ from recordfiles import (
     LABELS,
     PER_CLASS_OFFSETS,
     SEARCH_SPACE,
+    assert_png,
     make_record,
     write_record,
     write_search_experiment,
@@ -296,12 +297,6 @@ def test_subset_without_finished_trial_is_named_and_the_rest_still_shown(tmp_pat
 
 
 # ------------------------------------------------------------------------------------ report
-
-
-def assert_png(path: Path) -> None:
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", path
-    assert len(data) > 5000, (path, len(data))
 
 
 def test_report_writes_markdown_and_pngs(ablation_dir: Path, tmp_path: Path) -> None:

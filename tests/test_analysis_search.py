@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 
 import pytest
-from recordfiles import write_search_experiment
+from recordfiles import assert_png, write_search_experiment
 
 from analysis import search
 from analysis.report import analyse, build_tables, write_report
@@ -78,12 +78,6 @@ def test_best_config_from_the_study_alone_maps_param_names() -> None:
     assert search.config_key_for_param("aux_weight_face", keys) == "loss.aux_weight_face"
     assert search.config_key_for_param("seed", keys) is None  # not a hyperparameter
     assert search.config_key_for_param("name", keys) is None
-
-
-def assert_png(path: Path) -> None:
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", path
-    assert len(data) > 5000, (path, len(data))
 
 
 def test_the_report_of_a_search_has_its_plots_and_best_config(search_dir: Path, tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sweepfiles import smoke_ablation, trial_dirs
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[1]
@@ -192,25 +193,8 @@ def records(experiment: Path) -> dict[str, str]:
     return {p.parent.name: p.read_text() for p in sorted((experiment / "runs").glob("*/record.json"))}
 
 
-def trial_dirs(experiment: Path) -> list[str]:
-    return sorted(p.name for p in experiment.glob("train_driver_*"))
-
-
 def ablation(name: str, storage: Path, subsets: str, *overrides: str) -> list[str]:
-    return [
-        "--mode",
-        "ablation",
-        "--smoke-test",
-        "--seeds",
-        "0",
-        "--subsets",
-        subsets,
-        "--name",
-        name,
-        "--storage-path",
-        str(storage),
-        *overrides,
-    ]
+    return smoke_ablation(name, str(storage), "--subsets", subsets, *overrides)
 
 
 def shipped_copy(target: Path, change: str) -> Path:
@@ -262,15 +246,9 @@ def test_a_job_resubmitted_after_the_cluster_restarts_resumes_and_runs_nothing(e
     assert invocations[0]["source_sha256"] != invocations[1]["source_sha256"]
     assert all(i["git"]["sha"] is None for i in invocations)  # a job's working dir has no .git
 
-    report = subprocess.run(
-        [sys.executable, "-m", "analysis", "report", str(experiment), "--out", str(tmp_path / "report")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=REPO,
-    )
-    assert report.returncode == 0, report.stderr[-3000:]
+    from analysis.__main__ import main as analysis_main
+
+    assert analysis_main(["report", str(experiment), "--out", str(tmp_path / "report")]) == 0
     text = (tmp_path / "report" / "report.md").read_text()
     assert "## Invocations" in text
     rows = [line for line in text.splitlines() if re.match(r"\| [12] \| \d{4}-", line)]

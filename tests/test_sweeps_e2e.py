@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 import pytest
+from sweepfiles import smoke_ablation, trial_dirs
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[1]
@@ -50,26 +51,6 @@ def records(experiment: Path) -> dict[str, dict]:
     return {
         p.parent.name: json.loads(p.read_text()) for p in sorted((experiment / "runs").glob("*/record.json"))
     }
-
-
-def trial_dirs(experiment: Path) -> list[str]:
-    return sorted(p.name for p in experiment.glob("train_driver_*"))
-
-
-def smoke_ablation(name: str, storage_path: str, *extra: str) -> list[str]:
-    """The arguments of a smoke ablation sweep over seed 0."""
-    return [
-        "--mode",
-        "ablation",
-        "--smoke-test",
-        "--seeds",
-        "0",
-        "--name",
-        name,
-        "--storage-path",
-        storage_path,
-        *extra,
-    ]
 
 
 def test_search_smoke_writes_the_study_and_a_rerun_adds_no_trial(storage, env):
