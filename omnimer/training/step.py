@@ -52,7 +52,7 @@ def step_losses(
     """
     processor, device, frame_size, rebalancing = ctx.processor, ctx.device, ctx.frame_size, ctx.rebalancing
     audio_in_video = ctx.prompting.audio_in_video
-    enabled = enabled_tasks(cfg.loss)
+    weights, enabled = aux_weights(cfg.loss), enabled_tasks(cfg.loss)
     batches = build_task_batches(rows, ctx.prompting, enabled)
     media = {r["clip_id"]: r for r in rows}
     collated = {
@@ -94,7 +94,7 @@ def step_losses(
                 aux_losses[task] = out.logits[span].float().sum() * 0.0
             else:
                 aux_losses[task] = losses.token_loss(out.logits[span], labels[span])
-    total, parts = losses.combine(main, aux_losses, aux_weights(cfg.loss))
+    total, parts = losses.combine(main, aux_losses, weights)
     for task in untargeted:
         del parts[task]
     return total, parts, tokens
