@@ -10,7 +10,7 @@ DEMO_DIR ?= runs/demo
 TORCH_PINS = $(shell grep -oE '"(torch|torchvision|torchaudio)==[^"]+"' pyproject.toml | tr -d '"')
 DEEPSPEED_PIN = $(shell grep -oE '"deepspeed==[^"]+"' pyproject.toml | tr -d '"')
 
-.PHONY: venv demo test bench lint clean
+.PHONY: venv demo test bench gpu-check lint clean
 
 venv: $(STAMP)
 
@@ -62,6 +62,11 @@ $(DEMO_EXPERIMENT)/invocations.json: | venv $(DEMO_SHARDS)/dataset.json $(DEMO_M
 
 bench: venv $(DEMO_EXPERIMENT)/invocations.json
 	$(PY) -m tests.bench --sweep $(DEMO_EXPERIMENT)
+
+# On a machine with a CUDA GPU (not part of CI): the GPU tests, bf16 ZeRO-2/3 runs of the tiny model and
+# a 2-trial Ray Tune ablation on one GPU, with one summary (tests/bench/gpu_check.py).
+gpu-check: venv
+	$(PY) -m tests.bench.gpu_check --out runs/gpu-check
 
 lint: venv
 	$(VENV)/bin/ruff check omnimer analysis sweeps tests
