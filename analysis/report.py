@@ -25,8 +25,9 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import attribution as attribution_module
-from analysis import records, search, tables
+from analysis import clip_inference, records, search, tables
 from analysis.attribution import Attribution
+from analysis.clip_inference import ClipInference
 from analysis.records import AnalysisError, parse_subset
 from omnimer import storage
 from omnimer.provenance import short_version
@@ -75,6 +76,8 @@ class Experiment:
     ablation: pd.DataFrame
     attribution: Attribution
     study: object | None
+    # The clip-level family of the ablation (analysis.clip_inference), or why it is unavailable.
+    clips: ClipInference | str = "not computed"
 
     @property
     def name(self) -> str:
@@ -115,7 +118,10 @@ def analyse(
         frame, "macro_f1", split, n_boot=n_boot, seed=seed, ci_method=ci_method
     )
     study = records.load_first_study(dirs)
-    experiment = Experiment(dirs, target, split, trials, frame, ablation, attribution, study)
+    clips = clip_inference.infer(trials, split, seed=seed) if not ablation.empty else "no ablation trial"
+    if isinstance(clips, ClipInference):
+        ablation = clip_inference.with_clip_inference(ablation, clips)
+    experiment = Experiment(dirs, target, split, trials, frame, ablation, attribution, study, clips)
     for message in missing_messages(experiment) if warn else []:
         log.warning("%s", message)
     return experiment
@@ -214,7 +220,27 @@ def ablation_summary(exp_dirs: Sequence[str | Path], target: str | None = None, 
     lines.append(tables.format_ablation(experiment.ablation, "md", experiment.target, split))
     lines += [f"Note: {m}" for m in missing_messages(experiment)]
     lines.append(tables.shapley_lines(experiment.attribution))
-    return "\n".join(lines)
+    lines += conclusion_lines(experiment)
+    return "\n".join(lines) + "\n"
+
+
+def conclusion_lines(experiment: Experiment) -> list[str]:
+    """What the table can and cannot conclude, in words (the clip-level family)."""
+    clips = experiment.clips
+    if not isinstance(clips, ClipInference):
+        return [f"Clip-level inference (intervals over the test set and the seeds) unavailable: {clips}."]
+    lines = [clip_inference.clustered_shapley_lines(clips), *clips.resolution_lines()]
+    resolved = [c for c in clips.contrasts if c.resolved]
+    if resolved:
+        names = ", ".join(f"{c.name} ({c.estimate:+.3f})" for c in resolved)
+        lines.append(f"Resolved after Holm's adjustment over the ten contrasts: {names}.")
+    else:
+        lines.append(
+            "No subset differs from no-aux, and no task's Shapley value differs from 0, by more than this "
+            "test set and these seeds can tell apart (Holm-adjusted over the ten contrasts): the table's "
+            "differences may be noise."
+        )
+    return lines
 
 
 # ------------------------------------------------------------------------------------ plots

@@ -196,6 +196,12 @@ def ablation_frame(frame: pd.DataFrame, split: str = "test") -> pd.DataFrame:
     return result[order]
 
 
+# The clip-level columns of a subset's row (analysis.clip_inference): its difference from no-aux with
+# the interval over the test set's videos and the seeds, Holm's p over the family, resolved or not,
+# and the minimum detectable effect.
+CLIP_COLUMNS = ("vs_none_low", "vs_none_high", "holm_p", "resolved", "mde")
+
+
 def missing_subsets(ablation: pd.DataFrame) -> list[str]:
     """Subsets of the lattice with no finished trial."""
     return list(ablation.loc[ablation["n"] == 0, "subset"])
@@ -213,14 +219,17 @@ def format_ablation(ablation: pd.DataFrame, fmt: str, target: str = "", split: s
     """The ablation table as Markdown, LaTeX or CSV (best mean of each metric in bold)."""
     check_format(fmt)
     if fmt == "csv":
-        return to_csv(ablation)
+        return to_csv(_with_majority_row(ablation))
     cells = Cells(fmt)
     latex = fmt == "latex"
+    clip_level = "holm_p" in ablation.columns
     extra = [s for s in ("stopped", "running") if ablation[s].sum() > 0]
     headers = [t.capitalize() if latex else t for t in TASKS] + ["$n$" if latex else "n", "failed", *extra]
     headers += list(TABLE_METRICS.values())
     delta = r"$\Delta$" if latex else "Δ"
     headers += [f"{delta} macro-F1 vs none", f"{delta} macro-F1 vs all", "device-s"]
+    if clip_level:
+        headers += ["95% interval vs none", "Holm p", "resolved", "MDE"]
     best = {metric: best_mask(ablation[f"{metric}_mean"]) for metric in TABLE_METRICS}
     rows = []
     for i, row in enumerate(ablation.itertuples(index=False)):
@@ -236,7 +245,18 @@ def format_ablation(ablation: pd.DataFrame, fmt: str, target: str = "", split: s
             cells.number(values["delta_macro_f1_vs_all"], signed=True),
             cells.integer(values["device_seconds"]),
         ]
+        if clip_level:
+            line += _clip_cells(cells, values)
         rows.append(line)
+    if clip_level:
+        label, f1 = ablation.attrs["majority"]
+        rows.append(
+            [cells.text(f"majority class ({label})"), "", ""]
+            + ["", "", *("" for _ in extra)]
+            + [cells.number(f1), "", ""]
+            + ["", "", ""]
+            + ["", "", "", ""]
+        )
     align = "c" * len(TASKS) + "r" * (len(headers) - len(TASKS))
     what = f"{target}, " if target else ""
     pm = r"$\pm$" if latex else "±"
@@ -244,7 +264,38 @@ def format_ablation(ablation: pd.DataFrame, fmt: str, target: str = "", split: s
         f"Auxiliary-task ablation ({what}{split} split): mean {pm} std over seeds of the n finished "
         "trials per subset; failed trials are counted apart and excluded."
     )
+    if clip_level:
+        caption += (
+            f" Clip level ({ablation.attrs['clips']}): the 95% interval of each subset's difference from "
+            "no-aux covers the test set's sampling (its source videos resampled) and the seeds' (paired); "
+            "Holm p is adjusted over the seven subsets and the three Shapley values; resolved = Holm p "
+            "< 0.05; MDE = the smallest difference found with 80% power at α = 0.05. The majority row "
+            "predicts the most frequent class for every clip."
+        )
     return render(headers, rows, align, fmt, caption=caption, label="tab:aux-ablation")
+
+
+def _clip_cells(cells: Cells, values: dict) -> list[str]:
+    if values["holm_p"] is None or not np.isfinite(values["holm_p"]):
+        return ["", "", "", ""]
+    low, high = (cells.number(values[k], signed=True) for k in ("vs_none_low", "vs_none_high"))
+    interval = f"[{low}, {high}]"
+    p = values["holm_p"]
+    return [
+        interval,
+        "<0.001" if p < 0.001 else f"{p:.3f}",
+        "yes" if values["resolved"] else "no",
+        cells.number(values["mde"]),
+    ]
+
+
+def _with_majority_row(ablation: pd.DataFrame) -> pd.DataFrame:
+    if "majority" not in ablation.attrs:
+        return ablation
+    label, f1 = ablation.attrs["majority"]
+    row = {column: math.nan for column in ablation.columns}
+    row.update(subset=f"majority:{label}", macro_f1_mean=f1)
+    return pd.concat([ablation, pd.DataFrame([row])], ignore_index=True)
 
 
 # ------------------------------------------------------------------------------------ attribution

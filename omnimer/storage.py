@@ -192,17 +192,21 @@ def is_dir(location: Location) -> bool:
     return _info(location).type == pafs.FileType.Directory
 
 
-def read_text(location: Location) -> str:
+def read_bytes(location: Location) -> bytes:
     if not is_remote(location):
-        return local_path(location).read_text(encoding="utf-8")
+        return local_path(location).read_bytes()
     filesystem, path = resolve(location)
     try:
         with filesystem.open_input_stream(path) as stream:
-            return stream.read().decode("utf-8")
+            return stream.read()
     except FileNotFoundError:
         raise FileNotFoundError(f"{os.fspath(location)}: no such object") from None
     except OSError as err:
         raise _failed(location, "be read", err) from None
+
+
+def read_text(location: Location) -> str:
+    return read_bytes(location).decode("utf-8")
 
 
 def read_json(location: Location) -> Any:

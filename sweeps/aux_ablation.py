@@ -116,7 +116,7 @@ def prepare(args: argparse.Namespace) -> SweepRequest:
     from omnimer.cluster import connect
     from omnimer.sweep.embedded import embedded_root, ensure_embedded_default
     from omnimer.sweep.resources import cluster_slots
-    from omnimer.training.driver import validate_run, with_absolute_paths
+    from omnimer.training.driver import check_scoring, validate_run, with_absolute_paths
 
     request = request_from_args(args)
     connect(args.num_cpus, worker_logs=False)
@@ -126,7 +126,7 @@ def prepare(args: argparse.Namespace) -> SweepRequest:
         shards, model = ensure_embedded_default(embedded_root(request.storage))
         base = apply_overrides(base, [f"data.path={shards}", f"model.name_or_path={model}"])
     cfg = with_absolute_paths(TrainConfig.from_dict(base))
-    validate_run(cfg)
+    check_scoring(cfg, validate_run(cfg))  # verbalizers the model cannot tell apart: refused here
     return request.with_base(cfg.to_dict())
 
 

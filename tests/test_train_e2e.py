@@ -144,6 +144,47 @@ def test_run_writes_record_events_and_adapter(workspace, unbroken):
     assert any("lora_B" in name for name, _ in model.named_parameters())
 
 
+def test_the_selected_epochs_predictions_are_written_per_clip_and_named_in_the_record(workspace, unbroken):
+    """Both workers' clips, one row each, for the epoch the record reports: the metrics recomputed
+    from the files are the record's, and the record names the files with their hashes, the
+    verbalizers, their token ids and the scoring method."""
+    import hashlib
+
+    import pyarrow.parquet as pq
+
+    from omnimer.metrics import classification_metrics
+
+    run_dir, _ = unbroken
+    root, _ = workspace
+    record = json.loads((run_dir / "record.json").read_text())
+    info = json.loads((root / "shards" / "dataset.json").read_text())
+    labels = info["label_sets"]["emotion"]["names"]
+    assert record["scoring"]["method"] == "first_token" and record["scoring"]["labels"] == labels
+    assert len(record["scoring"]["verbalizers"]) == len(record["scoring"]["token_ids"]) == len(labels)
+    assert [ids[0] for ids in record["scoring"]["token_ids"]] == record["scoring"]["first_token_ids"]
+    for split in ("valid", "test"):
+        entry = record["predictions"][split]
+        path = run_dir / entry["path"]
+        assert entry["path"] == f"predictions/{split}.parquet"
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
+        table = pq.read_table(path).to_pylist()
+        assert entry["epoch"] == record["best_epoch"] and {r["epoch"] for r in table} == {
+            record["best_epoch"]
+        }
+        assert len(table) == entry["clips"] == info["counts"]["rows"][split]  # every clip of both workers
+        assert [r["clip_id"] for r in table] == sorted(r["clip_id"] for r in table)
+        assert set(table[0]) == {"clip_id", "video_id", "speaker_id", "gold", "predicted", "epoch"} | {
+            f"score_{name}" for name in labels
+        }
+        for row in table:  # the predicted label is the best-scoring one
+            assert row["predicted"] == max(labels, key=lambda name, row=row: row[f"score_{name}"])
+        recomputed = classification_metrics(
+            [labels.index(r["gold"]) for r in table], [labels.index(r["predicted"]) for r in table], labels
+        )
+        assert recomputed["macro_f1"] == pytest.approx(record[split]["macro_f1"])
+        assert recomputed["confusion_matrix"] == record[split]["confusion_matrix"]
+
+
 def test_worker_death_resumes_to_the_same_result(workspace, unbroken):
     run_dir, _ = unbroken
     drilled, _ = train(workspace, "drilled", "train.fail_at_epoch=1")

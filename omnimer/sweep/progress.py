@@ -20,7 +20,8 @@ log = logging.getLogger("omnimer.sweeps")
 class TrialLines(tune.Callback):
     """Logs ``[done/total] <run name> finished|stopped|failed: valid … test … (… s)`` per trial."""
 
-    def __init__(self) -> None:
+    def __init__(self, total: int) -> None:
+        self.total = total  # Tune creates a grid's trials as it goes: its list is not yet all of them
         self.started: dict[str, float] = {}
         self.last: dict[str, dict] = {}
 
@@ -54,7 +55,7 @@ class TrialLines(tune.Callback):
         log.info(
             "[%d/%d] %s %s%s (%.0f s)",
             done,
-            len(trials),
+            max(self.total, len(trials)),
             _trial_name(trial.config, trial.trial_id),
             status,
             f": {scores}" if scores else "",

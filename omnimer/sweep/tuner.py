@@ -112,7 +112,7 @@ def build_tuner(request: SweepRequest, base: TrainConfig, slots: int, trainable)
         # last checkpoint under runs/<run-name>.
         failure_config=tune.FailureConfig(max_failures=2),
         # One line per ended trial (omnimer.sweep.progress) instead of Tune's repeated status table.
-        callbacks=[TrialLines()],
+        callbacks=[TrialLines(total_trials(request))],
         verbose=0,
     )
     if request.mode == "ablation":
@@ -137,6 +137,13 @@ def build_tuner(request: SweepRequest, base: TrainConfig, slots: int, trainable)
         reuse_actors=False,
     )
     return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
+
+
+def total_trials(request: SweepRequest) -> int:
+    """How many trials the sweep has: cells × seeds, or the search's samples."""
+    if request.mode == "ablation":
+        return len(request.subsets) * len(request.seeds)
+    return request.num_samples
 
 
 def run_records(runs_dir: Path | str) -> list[str]:

@@ -17,6 +17,8 @@ DATASET = "shards"  # the name of the one Ray Dataset a run's workers read (all 
 # Columns the training loop reads (the shards also hold provenance and raw prosody).
 TRAIN_COLUMNS = [
     "clip_id",
+    "video_id",  # the evaluation's per-clip predictions name the clip's video and speaker
+    "speaker_id",
     "emotion",
     "sentiment",
     "text",

@@ -74,6 +74,20 @@ def validate_run(cfg: TrainConfig) -> dict:
     return info
 
 
+def check_scoring(cfg: TrainConfig, info: dict) -> dict:
+    """The run's scoring (verbalizers, token ids, method; :func:`omnimer.training.evaluate.scoring_of`),
+    from the model's tokenizer: verbalizers it cannot tell apart are refused here, before any worker
+    starts."""
+    from omnimer.model.load import load_processor
+    from omnimer.training.evaluate import scoring_of
+
+    tokenizer = load_processor(cfg.model.name_or_path).tokenizer
+    try:
+        return scoring_of(tokenizer, label_set_of(info, cfg.data.target))
+    except ValueError as err:
+        raise ValueError(f"model.name_or_path {cfg.model.name_or_path!r}: {err}") from None
+
+
 def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
     """Resolve the config's local paths on the driver: Ray workers run in another working directory.
 
@@ -166,12 +180,13 @@ def run_training(
     if previous is not None:
         log.info("run %s already finished with this config; nothing to do", run_dir)
         return previous
+    scoring = check_scoring(cfg, info)
     dataset_entry = {
         "path": str(Path(cfg.data.path).resolve()),
         "label_set": info["label_sets"][cfg.data.target]["key"],
         "counts": info["counts"]["rows"],
     }
-    record = RunRecord.start(cfg.to_dict(), dataset_entry, code_version(), package_versions(), sweep)
+    record = RunRecord.start(cfg.to_dict(), dataset_entry, code_version(), package_versions(), sweep, scoring)
     write_record(run_dir, record)
     started = time.time()
     trainer = build_trainer(cfg, callbacks=callbacks, dataset=dataset)

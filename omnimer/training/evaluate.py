@@ -13,6 +13,7 @@ from omnimer import metrics
 from omnimer.collate import collate, to_device
 from omnimer.labels import LabelSet
 from omnimer.tasks import Prompting, main_conversation
+from omnimer.training.predictions import Predictions
 
 
 def choose_verbalizers(tokenizer, labels: LabelSet) -> tuple[tuple[str, ...], list[int]]:
@@ -29,6 +30,20 @@ def choose_verbalizers(tokenizer, labels: LabelSet) -> tuple[tuple[str, ...], li
         except ValueError as err:
             errors.append(str(err))
     raise ValueError("no verbalizers with distinct first tokens for this tokenizer: " + "; ".join(errors))
+
+
+def scoring_of(tokenizer, labels: LabelSet) -> dict:
+    """How a run scores its labels, as its record keeps it: the method, the verbalizers (a
+    :func:`choose_verbalizers` refusal raises here, before any worker starts), their token ids and
+    the first tokens the closed-set scores read."""
+    verbalizers, first_ids = choose_verbalizers(tokenizer, labels)
+    return {
+        "method": "first_token",
+        "labels": list(labels.names),
+        "verbalizers": list(verbalizers),
+        "token_ids": [tokenizer(word, add_special_tokens=False).input_ids for word in verbalizers],
+        "first_token_ids": list(first_ids),
+    }
 
 
 class Evaluator:
@@ -57,9 +72,13 @@ class Evaluator:
     @torch.no_grad()
     def evaluate(self, model, rows: list[dict], device, world_size: int) -> dict | None:
         """Metrics over every rank's rows (None if the split is empty)."""
-        _, truth, predicted = self.predict(model, rows, device, world_size)
-        truth, predicted = gather(truth, world_size), gather(predicted, world_size)
-        return metrics.classification_metrics(truth, predicted, self.labels.names) if truth else None
+        return self.score(model, rows, device, world_size).metrics(self.labels)
+
+    @torch.no_grad()
+    def score(self, model, rows: list[dict], device, world_size: int) -> Predictions:
+        """Every rank's predictions of a split, gathered on every rank and sorted by clip id."""
+        local = self.predict(model, rows, device, world_size)
+        return Predictions.merge(gather([local], world_size))
 
     def _chunks(self, rows: list[dict]) -> list[list[dict]]:
         """The evaluation batches of ``rows``: those with a label for the target, in order."""
@@ -68,25 +87,32 @@ class Evaluator:
         return [chunk for chunk in chunks if chunk]
 
     @torch.no_grad()
-    def predict(
-        self, model, rows: list[dict], device, world_size: int = 1
-    ) -> tuple[list[str], list[int], list[int]]:
+    def predict(self, model, rows: list[dict], device, world_size: int = 1) -> Predictions:
+        """This rank's predictions of ``rows`` (those with a label for the target)."""
         chunks = self._chunks(rows)
         forwards = len(chunks)
         if world_size > 1:
             count = torch.tensor([forwards], dtype=torch.long, device=device)
             torch.distributed.all_reduce(count, op=torch.distributed.ReduceOp.MAX)
             forwards = int(count)
-        clip_ids, truth, predicted = [], [], []
+        by_clip = {r["clip_id"]: r for r in rows}
+        parts = []
         for i in range(forwards):
             if i < len(chunks):
                 batch, scores = self._scores(model, chunks[i], device)
-                predicted += metrics.closed_set_predict(scores).tolist()
-                truth += batch.class_index.tolist()
-                clip_ids += batch.clip_ids
+                parts.append(
+                    Predictions(
+                        clip_id=tuple(batch.clip_ids),
+                        video_id=tuple(str(by_clip[c]["video_id"]) for c in batch.clip_ids),
+                        speaker_id=tuple(str(by_clip[c]["speaker_id"]) for c in batch.clip_ids),
+                        gold=tuple(batch.class_index.tolist()),
+                        predicted=tuple(metrics.closed_set_predict(scores).tolist()),
+                        scores=tuple(tuple(row) for row in scores.float().cpu().tolist()),
+                    )
+                )
             else:  # a filler forward: the same modules as the other workers' batch, output unused
                 self._scores(model, chunks[0] if chunks else [self._filler()], device)
-        return clip_ids, truth, predicted
+        return Predictions.merge(parts)
 
     def _filler(self) -> dict:
         if self.filler is None:

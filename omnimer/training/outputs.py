@@ -1,5 +1,6 @@
-"""What rank 0 writes into a run's dir besides the record: TensorBoard events, the best adapter, and
-the run's log (``train.log``: the ``omnimer`` loggers of rank 0, e.g. each epoch's line).
+"""What rank 0 writes into a run's dir besides the record: TensorBoard events, the best adapter, the
+selected epoch's per-clip predictions (``predictions/{valid,test}.parquet``), and the run's log
+(``train.log``: the ``omnimer`` loggers of rank 0, e.g. each epoch's line).
 
 Opened by rank 0 of the Ray Train worker group (:mod:`omnimer.training.worker`); the other ranks
 write nothing. TensorBoard and peft write local files only, so for a run dir in an object store
@@ -24,6 +25,7 @@ from omnimer import storage
 from omnimer.aux_tasks import AUX_TASKS
 from omnimer.config import TrainConfig
 from omnimer.labels import LabelSet
+from omnimer.training.predictions import PREDICTIONS_DIR, parquet_bytes, sha256
 from omnimer.training.record import EpochResult, RunState
 
 LOG_FILE = "train.log"
@@ -74,6 +76,29 @@ class RankZeroOutputs:
         self.writer.flush()
         self._upload("tensorboard")
         self._upload(LOG_FILE)
+
+    def predictions(self, by_split: dict, epoch: int) -> dict:
+        """Write each split's predictions of ``epoch`` whole (a temporary file renamed; uploaded for an
+        object store); returns the record's entries: path in the run dir, sha256, epoch, clips."""
+        entries = {}
+        for split, predictions in by_split.items():
+            if not len(predictions):
+                continue
+            data = parquet_bytes(predictions.table(self.labels, epoch))
+            relative = f"{PREDICTIONS_DIR}/{split}.parquet"
+            target = self.local_dir / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+            self._upload(relative)
+            entries[split] = {
+                "path": relative,
+                "sha256": sha256(data),
+                "epoch": epoch,
+                "clips": len(predictions),
+            }
+        return entries
 
     def best_adapter(self, model) -> None:
         """Save ``model``'s adapter as the run's ``best_adapter/`` (replacing the previous best whole)."""

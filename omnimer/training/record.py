@@ -69,15 +69,23 @@ class RunState:
     history: tuple[EpochResult, ...] = ()
     device_seconds: float = 0.0
     best_epoch: int | None = None
+    # The selected epoch's per-clip prediction files, by split: path in the run dir, sha256, epoch,
+    # clips (omnimer.training.predictions).
+    predictions: dict = dataclasses.field(default_factory=dict)
 
     def after(self, entry: EpochResult, best_epoch: int | None, world_size: int) -> RunState:
         """The state once ``entry`` is done; device time counts one GPU (or CPU share) per worker."""
-        return RunState(
+        return dataclasses.replace(
+            self,
             epoch=entry.epoch,
             history=(*self.history, entry),
             device_seconds=self.device_seconds + entry.seconds * world_size,
             best_epoch=best_epoch,
         )
+
+    def with_predictions(self, files: dict) -> RunState:
+        """The state with the selected epoch's prediction files (replacing an earlier epoch's)."""
+        return dataclasses.replace(self, predictions={**self.predictions, **files})
 
     @property
     def selected(self) -> EpochResult:
@@ -110,12 +118,19 @@ class RunState:
             "history": [entry.to_json() for entry in self.history],
             "device_seconds": self.device_seconds,
             "best_epoch": self.best_epoch,
+            "predictions": self.predictions,
         }
 
     @classmethod
     def from_json(cls, data: dict) -> RunState:
         history = tuple(EpochResult.from_json(entry) for entry in data["history"])
-        return cls(data.get("epoch", len(history)), history, data["device_seconds"], data["best_epoch"])
+        return cls(
+            data.get("epoch", len(history)),
+            history,
+            data["device_seconds"],
+            data["best_epoch"],
+            data.get("predictions") or {},
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,6 +143,8 @@ class RunRecord:
     git: dict
     packages: dict
     source_sha256: str | None = None
+    # How the run scores its labels: method, verbalizers, their token ids (omnimer.training.evaluate).
+    scoring: dict | None = None
     sweep: dict | None = None
     status: Status = Status.RUNNING
     started: str = ""
@@ -136,7 +153,15 @@ class RunRecord:
     error: str | None = None
 
     @classmethod
-    def start(cls, config: dict, dataset: dict, code: dict, packages: dict, sweep: dict | None) -> RunRecord:
+    def start(
+        cls,
+        config: dict,
+        dataset: dict,
+        code: dict,
+        packages: dict,
+        sweep: dict | None,
+        scoring: dict | None = None,
+    ) -> RunRecord:
         """A ``running`` record, stamped now."""
         return cls(
             config=config,
@@ -144,6 +169,7 @@ class RunRecord:
             git=code["git"],
             source_sha256=code.get("source_sha256"),
             packages=packages,
+            scoring=scoring,
             sweep=sweep,
             started=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         )
@@ -161,6 +187,8 @@ class RunRecord:
         if self.source_sha256 is not None:
             out["source_sha256"] = self.source_sha256
         out["packages"] = self.packages
+        if self.scoring is not None:
+            out["scoring"] = self.scoring
         if self.sweep is not None:
             out["sweep"] = self.sweep
         if self.wall_seconds is not None:
@@ -172,6 +200,8 @@ class RunRecord:
             out["valid"] = selected.valid
             out["test"] = selected.test
             out["device_seconds"] = self.state.device_seconds
+            if self.state.predictions:
+                out["predictions"] = self.state.predictions
         if self.error is not None:
             out["error"] = self.error
         return out
@@ -181,13 +211,20 @@ class RunRecord:
         state = None
         if data.get("epochs"):
             history = tuple(EpochResult.from_json(entry) for entry in data["epochs"])
-            state = RunState(len(history), history, data.get("device_seconds", 0.0), data.get("best_epoch"))
+            state = RunState(
+                len(history),
+                history,
+                data.get("device_seconds", 0.0),
+                data.get("best_epoch"),
+                data.get("predictions") or {},
+            )
         return cls(
             config=data.get("config", {}),
             dataset=data.get("dataset", {}),
             git=data.get("git", {}),
             packages=data.get("packages", {}),
             source_sha256=data.get("source_sha256"),
+            scoring=data.get("scoring"),
             sweep=data.get("sweep"),
             status=Status(data["status"]),
             started=data.get("started", ""),

@@ -30,6 +30,7 @@ from omnimer.training.dataset import worker_rows
 from omnimer.training.engine import build_engine, seed_everything
 from omnimer.training.evaluate import Evaluator, choose_verbalizers
 from omnimer.training.outputs import RankZeroOutputs
+from omnimer.training.predictions import Predictions
 from omnimer.training.record import EpochResult, RunState
 from omnimer.training.step import StepContext, epoch_order, step_losses
 
@@ -52,11 +53,13 @@ def train_loop_per_worker(config: dict) -> None:
         # ----------------------------------------------------------------------------- train
         train_loss = train_epoch(worker, epoch, outputs)
         # ----------------------------------------------------------------------------- evaluate
-        entry, best_epoch = evaluate_epoch(worker, state, epoch + 1, train_loss, started)
+        entry, best_epoch, predictions = evaluate_epoch(worker, state, epoch + 1, train_loss, started)
         state = state.after(entry, best_epoch, worker.world_size)
         if outputs is not None:
             announce(worker, entry)
             outputs.epoch(entry)
+            if best_epoch in (None, entry.epoch):  # this epoch is the one the record reports
+                state = state.with_predictions(outputs.predictions(predictions, entry.epoch))
         # ----------------------------------------------------------------------------- checkpoint, report
         checkpoint.save_and_report(worker.engine, state, worker.rank, outputs)
         if cfg.train.fail_at_epoch == epoch + 1:
@@ -185,20 +188,21 @@ def train_epoch(worker: Worker, epoch: int, outputs: RankZeroOutputs | None) -> 
 
 def evaluate_epoch(
     worker: Worker, state: RunState, epoch: int, train_loss: dict[str, float], started: float
-) -> tuple[EpochResult, int | None]:
+) -> tuple[EpochResult, int | None, dict[str, Predictions]]:
     """Valid metrics of ``epoch`` and the best epoch so far (valid macro-F1); test metrics only when
     ``epoch`` is that best epoch, which is all the record reports (a run without valid rows selects
-    its last epoch)."""
+    its last epoch). Also the per-clip predictions behind them, by split."""
     worker.engine.eval()
-    evaluate = worker.evaluator.evaluate
-    valid = evaluate(worker.engine, worker.eval_rows["valid"], worker.device, worker.world_size)
-    entry = EpochResult(epoch, train_loss, valid, None, time.time() - started)
+    score, labels = worker.evaluator.score, worker.labels
+    predictions = {"valid": score(worker.engine, worker.eval_rows["valid"], worker.device, worker.world_size)}
+    entry = EpochResult(epoch, train_loss, predictions["valid"].metrics(labels), None, time.time() - started)
     scored = [h for h in [*state.history, entry] if h.valid]
     best = scored[metrics.best_epoch([h.to_json() for h in scored])].epoch if scored else None
     test = None
     if best in (None, epoch):
-        test = evaluate(worker.engine, worker.eval_rows["test"], worker.device, worker.world_size)
-    return dataclasses.replace(entry, test=test, seconds=time.time() - started), best
+        predictions["test"] = score(worker.engine, worker.eval_rows["test"], worker.device, worker.world_size)
+        test = predictions["test"].metrics(labels)
+    return dataclasses.replace(entry, test=test, seconds=time.time() - started), best, predictions
 
 
 def announce(worker: Worker, entry: EpochResult) -> None:

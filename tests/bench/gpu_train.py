@@ -244,7 +244,6 @@ def _set_up(cfg, data: Data) -> Run:
 
 def _epoch(run: Run, epoch: int, losses_seen: list[float], log_every: int) -> dict:
     """One epoch of the real step (timed), then the closed-set evaluation of every split (timed)."""
-    from omnimer import metrics
     from omnimer.training.step import epoch_order, step_losses
 
     cfg, data, engine, use_gpu = run.cfg, run.data, run.engine, run.cfg.train.use_gpu
@@ -275,8 +274,7 @@ def _epoch(run: Run, epoch: int, losses_seen: list[float], log_every: int) -> di
     eval_started = time.perf_counter()
     evaluation = {}
     for split, rows in data.evaluation.items():
-        _, truth, predicted = run.evaluator.predict(engine, rows, run.device)
-        evaluation[split] = metrics.classification_metrics(truth, predicted, data.labels.names)
+        evaluation[split] = run.evaluator.predict(engine, rows, run.device).metrics(data.labels)
     sync(use_gpu)
     return {
         "epoch": epoch + 1,
