@@ -70,6 +70,11 @@ def _common(parser: argparse.ArgumentParser, several: bool = True) -> None:
         "(only sensible with many seeds; see analysis/stats.py)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and permutation RNG")
+    parser.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="average experiment dirs whose config, dataset or model differ (the table says so)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress (INFO)")
 
 
@@ -97,7 +102,15 @@ def _subsets(text: str | None) -> list[str] | None:
 
 
 def _run_tables(args: argparse.Namespace) -> None:
-    experiment = analyse(args.exp_dirs, args.target, args.split, args.bootstrap, args.seed, args.ci)
+    experiment = analyse(
+        args.exp_dirs,
+        args.target,
+        args.split,
+        args.bootstrap,
+        args.seed,
+        args.ci,
+        allow_mixed=args.allow_mixed,
+    )
     rendered = build_tables(experiment, args.format, _subsets(args.subsets), args.top_k)
     # Several CSV tables in one stream would not parse: stdout gets the first (the ablation, if any).
     choice = args.table or (next(iter(rendered)) if args.format == "csv" and args.out is None else "all")
@@ -138,9 +151,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "tables":
             _run_tables(args)
         elif args.command == "summary":
-            print(ablation_summary(args.exp_dirs, args.target, args.split), end="")
+            print(ablation_summary(args.exp_dirs, args.target, args.split, args.allow_mixed), end="")
         else:
-            experiment = analyse(args.exp_dirs, args.target, args.split, args.bootstrap, args.seed, args.ci)
+            experiment = analyse(
+                args.exp_dirs,
+                args.target,
+                args.split,
+                args.bootstrap,
+                args.seed,
+                args.ci,
+                allow_mixed=args.allow_mixed,
+            )
             if args.command == "plots":
                 for path in write_plots(experiment, args.out, _subsets(args.subsets)).values():
                     print(path)

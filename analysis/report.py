@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import attribution as attribution_module
-from analysis import clip_inference, records, search, tables
+from analysis import clip_inference, mixing, records, search, tables
 from analysis.attribution import Attribution
 from analysis.clip_inference import ClipInference
 from analysis.records import AnalysisError, parse_subset
@@ -100,6 +100,7 @@ def analyse(
     seed: int = 0,
     ci_method: str = "residuals",
     warn: bool = True,
+    allow_mixed: bool = False,
 ) -> Experiment:
     """Load and validate the records (one target), build the ablation table and the attribution.
 
@@ -112,6 +113,7 @@ def analyse(
         raise AnalysisError(f"split {split!r} is not one of {', '.join(records.SPLITS)}")
     dirs = [records.as_location(d) for d in exp_dirs]
     trials, target = records.select_target(records.load_trials(dirs), target)
+    mixed = mixing.check_mixable(trials, allow_mixed)
     frame = records.tidy_table(trials)
     ablation = tables.ablation_frame(frame, split)
     attribution = attribution_module.attribute(
@@ -121,6 +123,9 @@ def analyse(
     clips = clip_inference.infer(trials, split, seed=seed) if not ablation.empty else "no ablation trial"
     if isinstance(clips, ClipInference):
         ablation = clip_inference.with_clip_inference(ablation, clips)
+    if mixed:
+        ablation.attrs["mixed"] = mixed
+        log.warning("%s", mixed)
     experiment = Experiment(dirs, target, split, trials, frame, ablation, attribution, study, clips)
     for message in missing_messages(experiment) if warn else []:
         log.warning("%s", message)
@@ -201,12 +206,15 @@ def write_tables(tables_by_name: dict[str, str], out: Path, fmt: str) -> list[Pa
     return written
 
 
-def ablation_summary(exp_dirs: Sequence[str | Path], target: str | None = None, split: str = "test") -> str:
+def ablation_summary(
+    exp_dirs: Sequence[str | Path], target: str | None = None, split: str = "test", allow_mixed: bool = False
+) -> str:
     """The ablation table (Markdown) and the Shapley lines, for a terminal at the end of a sweep.
 
     Raises :class:`AnalysisError` on bad input (no records, unknown schema, mixed targets).
     """
-    experiment = analyse(exp_dirs, target, split, warn=False)  # the notes below say it instead
+    # warn=False: the notes below say it instead
+    experiment = analyse(exp_dirs, target, split, warn=False, allow_mixed=allow_mixed)
     counts = records.status_counts(experiment.trials)
     status = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     lines = [

@@ -272,6 +272,8 @@ def format_ablation(ablation: pd.DataFrame, fmt: str, target: str = "", split: s
             "< 0.05; MDE = the smallest difference found with 80% power at α = 0.05. The majority row "
             "predicts the most frequent class for every clip."
         )
+    if "mixed" in ablation.attrs:
+        caption = ablation.attrs["mixed"] + ". " + caption
     return render(headers, rows, align, fmt, caption=caption, label="tab:aux-ablation")
 
 

@@ -400,3 +400,28 @@ def test_the_report_says_which_invocation_ran_which_trials(ablation_dir: Path) -
     assert second.startswith("| 2 | 2026-11-29 20:45 | head-0 | source cdcdcdcdcdcd | 4 | yes | 95 s | 2: ")
     assert f"`{names[1]}`" in second and f"`{names[2]}`" in second
     assert f"{len(paths) - 3} trial(s) were recorded before invocations were numbered." in "\n".join(lines)
+
+
+def test_experiments_that_differ_beyond_subset_and_seed_are_not_averaged(tmp_path: Path, capsys) -> None:
+    """Two sweeps of the lattice: the same experiment (another path, the same shards) merges; one
+    with another learning rate or other shards is refused with the keys, unless --allow-mixed."""
+    values = planted_values()
+    for name, lr, fingerprint, path in (
+        ("a", 1e-4, "f" * 64, "/data/shards"),
+        ("b", 1e-4, "f" * 64, "/mnt/other/shards"),
+        ("c", 3e-4, "e" * 64, "/data/shards"),
+    ):
+        for (subset, seed), value in values.items():
+            record = make_record(subset, seed, value, overrides={"train.lr": lr, "data.path": path})
+            record["dataset"]["fingerprint"] = fingerprint
+            write_record(tmp_path / name, f"{subset_name(subset)}-s{seed}", record)
+    assert analyse([tmp_path / "a", tmp_path / "b"], n_boot=50).ablation["n"].tolist() == [6] * 8
+    with pytest.raises(AnalysisError) as refused:
+        analyse([tmp_path / "a", tmp_path / "c"], n_boot=50)
+    message = str(refused.value)
+    assert "ran different experiments" in message and "train.lr: 0.0001 → 0.0003" in message
+    assert f'dataset.fingerprint: "{"f" * 64}" → "{"e" * 64}"' in message and "--allow-mixed" in message
+    assert main(["summary", str(tmp_path / "a"), str(tmp_path / "c")]) == 2
+    assert "ran different experiments" in capsys.readouterr().err
+    assert main(["summary", str(tmp_path / "a"), str(tmp_path / "c"), "--allow-mixed"]) == 0
+    assert "MIXED experiments (averaged with --allow-mixed)" in capsys.readouterr().out

@@ -17,6 +17,7 @@ of the epoch with the best valid macro-F1; :mod:`omnimer.training.outputs`), and
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import time
 from pathlib import Path
@@ -185,6 +186,10 @@ def run_training(
         "path": str(Path(cfg.data.path).resolve()),
         "label_set": info["label_sets"][cfg.data.target]["key"],
         "counts": info["counts"]["rows"],
+        # The same shards wherever they lie: what the analysis compares before it averages experiments.
+        "fingerprint": hashlib.sha256(
+            "\n".join(sorted(s["sha256"] for s in info["shards"])).encode()
+        ).hexdigest(),
     }
     record = RunRecord.start(cfg.to_dict(), dataset_entry, code_version(), package_versions(), sweep, scoring)
     write_record(run_dir, record)
