@@ -42,5 +42,6 @@ def quiet_ray_data() -> None:
     import ray.data
 
     ray.data.DataContext.get_current().enable_progress_bars = False
-    # Also its one-off notes ("progress bars disabled", "execution finished in 7.5 s").
+    # Also its one-off notes ("execution finished in 7.5 s"), and the warning that says what we just did.
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
