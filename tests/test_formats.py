@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from pathlib import Path
 
 import pytest
 from mediafiles import indomer_rows, write_indomer, write_mp4
@@ -14,6 +15,7 @@ from omnimer.data.formats import (
     ManifestError,
     assert_video_disjoint,
     carve_split,
+    read_indomer_annotations,
     read_manifest,
     resolve_media,
 )
@@ -209,6 +211,23 @@ def test_bad_clip_name(tmp_path):
     root = write_indomer(tmp_path / "d", rows)
     msgs = messages(read_manifest(root, cfg()))
     assert any("does not follow clip_<video>_<topic>_<index>" in m for m in msgs), msgs
+
+
+def test_indomer_annotations_report_their_files_and_provenance(indomer):
+    a = read_indomer_annotations(indomer)
+    assert a.csv_path == indomer / "Annotations.csv"
+    assert sorted(a.split_files) == [("3", "train"), ("3", "val"), ("7", "train"), ("7", "val")]
+    assert a.published_split_files("7") == {
+        "train": indomer / "7_Class" / "7_class_train.json",
+        "val": indomer / "7_Class" / "7_class_val.json",
+    }
+    assert not a.all_problems() and not a.rejected and len(a.fields) == 24
+    fields = a.fields["clip_5_Sharing_1"]  # video 5 is published val: the manifest's test
+    assert fields["split"].value == "test"
+    # The 3-class files are read first, so they give the text; the emotion is in the 7-class files only.
+    assert (Path(fields["text"].file).name, fields["text"].row) == ("3_class_val.json", 1)
+    assert (Path(fields["emotion"].file).name, fields["emotion"].row) == ("7_class_val.json", 1)
+    assert a.clip_names["clip_5_Sharing_1"]["video"] == "5"
 
 
 def test_no_annotations(tmp_path):

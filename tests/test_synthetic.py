@@ -18,7 +18,6 @@ import decord
 import numpy as np
 import pytest
 
-from omnimer.data import synthetic
 from omnimer.data.lexicon import NO_KEYWORDS, find_keywords, keyword_emotions, keywords_answer
 from omnimer.data.synthetic import (
     ANNOTATION_COLUMNS,
@@ -27,6 +26,7 @@ from omnimer.data.synthetic import (
     SEVEN_CLASS_KEYS,
     THREE_CLASS_KEYS,
     TOPICS,
+    ClipPlan,
     SynthConfig,
     describe_face,
     describe_prosody,
@@ -39,6 +39,15 @@ from omnimer.data.synthetic import (
     render_audio,
     speaker_style,
     synthesize,
+)
+from omnimer.data.synthetic import render as synthetic_render
+from omnimer.data.synthetic.annotations import split_json_bytes
+from omnimer.data.synthetic.face import ZOOM
+from omnimer.data.synthetic.transcripts import (
+    FILLERS,
+    KEYWORD_FRAMES_ONE,
+    KEYWORD_FRAMES_TWO,
+    TOPIC_SENTENCES,
 )
 from omnimer.labels import INDOMER_EMOTION, INDOMER_EMOTION_SENTIMENT
 
@@ -115,7 +124,7 @@ def test_formats_match_the_published_files() -> None:
         keys = SEVEN_CLASS_KEYS if name.startswith("7") else THREE_CLASS_KEYS
         assert tuple(items[0]) == keys
         # Our writer reproduces the published bytes (indent, CRLF, raw UTF-8).
-        assert synthetic._json_text(items) == (SHARED_INDOMER / name).read_bytes()
+        assert split_json_bytes(items) == (SHARED_INDOMER / name).read_bytes()
 
 
 def test_labels_names_and_splits_are_consistent(corpus: tuple[Path, dict]) -> None:
@@ -212,11 +221,11 @@ def test_plans_are_deterministic() -> None:
 
 
 @pytest.fixture(scope="module")
-def large_plan() -> list[synthetic.ClipPlan]:
+def large_plan() -> list[ClipPlan]:
     return plan_corpus(SynthConfig(clips=5000, speakers=100, seed=7))
 
 
-def test_agreement_rates_match_the_config(large_plan: list[synthetic.ClipPlan]) -> None:
+def test_agreement_rates_match_the_config(large_plan: list[ClipPlan]) -> None:
     rates = realized_agreement(large_plan)
     config = SynthConfig()
     assert rates["text"] == pytest.approx(config.text_agreement, abs=0.03)
@@ -240,7 +249,7 @@ def test_other_agreement_rates_are_realized() -> None:
     assert rates["all_modalities"] == pytest.approx(0.6, abs=0.03)
 
 
-def test_long_tail_with_every_class_in_each_split(large_plan: list[synthetic.ClipPlan]) -> None:
+def test_long_tail_with_every_class_in_each_split(large_plan: list[ClipPlan]) -> None:
     counts = {e: sum(p.emotion == e for p in large_plan) for e in INDOMER_EMOTION.names}
     assert counts["netral"] / len(large_plan) == pytest.approx(1316 / 1944, abs=0.02)
     assert (
@@ -252,7 +261,7 @@ def test_long_tail_with_every_class_in_each_split(large_plan: list[synthetic.Cli
         assert all(in_split.count(e) >= 2 for e in INDOMER_EMOTION.names), (split, in_split)
 
 
-def test_expressed_emotions_follow_modality_sentiments(large_plan: list[synthetic.ClipPlan]) -> None:
+def test_expressed_emotions_follow_modality_sentiments(large_plan: list[ClipPlan]) -> None:
     for plan in large_plan[:2000]:
         assert plan.sentiment == INDOMER_EMOTION_SENTIMENT[plan.emotion]
         for modality in ("text", "audio", "video"):
@@ -264,7 +273,7 @@ def test_expressed_emotions_follow_modality_sentiments(large_plan: list[syntheti
         assert plan.aux_face == describe_face(plan.face)
 
 
-def test_transcript_keywords_follow_the_text_modality(large_plan: list[synthetic.ClipPlan]) -> None:
+def test_transcript_keywords_follow_the_text_modality(large_plan: list[ClipPlan]) -> None:
     for plan in large_plan:
         if plan.text_emotion == "netral":
             assert plan.aux_keywords == NO_KEYWORDS
@@ -277,14 +286,14 @@ def test_transcript_keywords_follow_the_text_modality(large_plan: list[synthetic
 
 
 def test_neutral_templates_contain_no_lexicon_word() -> None:
-    for topic, sentences in synthetic._TOPIC_SENTENCES.items():
+    for topic, sentences in TOPIC_SENTENCES.items():
         for template in sentences:
             slots = [name for _, name, _, _ in string.Formatter().parse(template) if name]
-            for values in itertools.product(*(synthetic._FILLERS[s] for s in slots)):
+            for values in itertools.product(*(FILLERS[s] for s in slots)):
                 text = template.format(**dict(zip(slots, values, strict=True)))
                 assert find_keywords(text) == [], (topic, text)
-    for frame in synthetic._KEYWORD_FRAMES_ONE + synthetic._KEYWORD_FRAMES_TWO:
-        for person in synthetic._FILLERS["orang"]:
+    for frame in KEYWORD_FRAMES_ONE + KEYWORD_FRAMES_TWO:
+        for person in FILLERS["orang"]:
             text = frame.format(kw="", Kw="", kw2="", orang=person)
             assert find_keywords(text) == [], frame
 
@@ -418,11 +427,47 @@ def test_from_annotations_reports_conflicts(tmp_path: Path) -> None:
     path.write_text(
         path.read_text(encoding="utf-8").replace('"label": "negatif"', '"label": "positif"'), "utf-8"
     )
-    with pytest.raises(ValueError, match=r"3_class_val.json item 0 \(clip_12_Sharing_1\).*conflicts"):
+    # The 3-class files are read first; the 7-class file's sentiment then disagrees with the edited one.
+    with pytest.raises(
+        ValueError,
+        match=r"7_class_val.json:1:sentiment: sentiment 'negatif' disagrees with 'positif' at \S*"
+        r"3_class_val.json:1 \(clip clip_12_Sharing_1\)",
+    ):
         synthesize(tmp_path / "out", FAST, from_annotations=source, workers=1, progress=False)
     assert not (tmp_path / "out").exists()
     with pytest.raises(ValueError, match="no IndoMER annotations"):
         synthesize(tmp_path / "out", FAST, from_annotations=tmp_path / "nothing", workers=1, progress=False)
+
+
+def test_from_annotations_needs_every_label_and_the_text(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    write_source(source, with_csv=False)
+    for path in source.glob("3_Class/*.json"):
+        path.unlink()  # the modality sentiments are in the 3-class files only
+    with pytest.raises(
+        ValueError,
+        match=r"7_class_train.json:1:text_sentiment: clip has no text_sentiment, audio_sentiment, "
+        r"video_sentiment in any annotation file.* \(clip clip_3_Cooking_1\)",
+    ):
+        plan_from_annotations(source, FAST)
+    write_source(tmp_path / "half", with_csv=False)
+    (tmp_path / "half" / "7_Class" / "7_class_val.json").unlink()
+    with pytest.raises(ValueError, match=r"7_Class has \['train'\] but lacks \S*7_class_val.json"):
+        plan_from_annotations(tmp_path / "half", FAST)
+
+
+def test_from_annotations_refuses_bad_clip_names_and_labels(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    write_source(source, with_json=False)
+    path = source / "Annotations.csv"
+    text = path.read_text(encoding="utf-8")
+    text = text.replace("clip_3_Cooking_2.mp4", "video_two.mp4").replace("kesedihan", "sedih")
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError) as refused:
+        plan_from_annotations(source, FAST)
+    message = str(refused.value)
+    assert "Annotations.csv:4:emotion: unknown label 'sedih'" in message
+    assert "Annotations.csv:3:sample_id: clip name 'video_two' does not follow clip_<video>" in message
 
 
 # --------------------------------------------------------------------------------------------------
@@ -457,7 +502,7 @@ def test_refuses_non_empty_output_and_leaves_nothing_on_failure(tmp_path: Path, 
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(synthetic, "write_mp4", broken)
+    monkeypatch.setattr(synthetic_render, "write_mp4", broken)
     with pytest.raises(RuntimeError, match="rendering clip_.* failed: disk full"):
         synthesize(tmp_path / "new", SMALL, workers=1, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
@@ -502,7 +547,7 @@ def mouth_corner_lift(image: np.ndarray, skin: tuple[float, float, float]) -> fl
     def pixel(u: float) -> int:  # frame coordinate [-1, 1] -> pixel index
         return int(round((u + 1) / 2 * size))
 
-    zoom, centre_y = synthetic._ZOOM, 0.1  # where draw_face puts the face for a still pose
+    zoom, centre_y = ZOOM, 0.1  # where draw_face puts the face for a still pose
     region = image[
         pixel(centre_y + 0.25 * zoom) : pixel(centre_y + 0.62 * zoom), pixel(-0.3 * zoom) : pixel(0.3 * zoom)
     ]
