@@ -101,8 +101,8 @@ def _subsets(text: str | None) -> list[str] | None:
     return [s for s in text.split(",") if s.strip()] if text else None
 
 
-def _run_tables(args: argparse.Namespace) -> None:
-    experiment = analyse(
+def _analyse(args: argparse.Namespace):
+    return analyse(
         args.exp_dirs,
         args.target,
         args.split,
@@ -111,6 +111,10 @@ def _run_tables(args: argparse.Namespace) -> None:
         args.ci,
         allow_mixed=args.allow_mixed,
     )
+
+
+def _run_tables(args: argparse.Namespace) -> None:
+    experiment = _analyse(args)
     rendered = build_tables(experiment, args.format, _subsets(args.subsets), args.top_k)
     # Several CSV tables in one stream would not parse: stdout gets the first (the ablation, if any).
     choice = args.table or (next(iter(rendered)) if args.format == "csv" and args.out is None else "all")
@@ -153,15 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "summary":
             print(ablation_summary(args.exp_dirs, args.target, args.split, args.allow_mixed), end="")
         else:
-            experiment = analyse(
-                args.exp_dirs,
-                args.target,
-                args.split,
-                args.bootstrap,
-                args.seed,
-                args.ci,
-                allow_mixed=args.allow_mixed,
-            )
+            experiment = _analyse(args)
             if args.command == "plots":
                 for path in write_plots(experiment, args.out, _subsets(args.subsets)).values():
                     print(path)
