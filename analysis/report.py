@@ -388,6 +388,8 @@ def report_markdown(
     if experiment.has_ablation:
         lines += ["## Aux-task ablation", "", rendered["ablation"].rstrip()]
         lines += [f"> {m}" for m in missing_messages(experiment)]
+        lines += ["", "## What this table can and cannot conclude", ""]
+        lines += [line if line.startswith("  ") else f"{line}\n" for line in conclusion_lines(experiment)]
         lines += ["", "## Attribution to each auxiliary task", "", rendered["attribution"]]
         if experiment.attribution.available:
             lines += [ATTRIBUTION_GUIDE, ""]

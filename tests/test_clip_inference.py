@@ -89,3 +89,14 @@ def test_records_without_predictions_say_why_there_is_no_clip_level_inference(tm
     text = ablation_summary([exp])
     assert "Clip-level inference (intervals over the test set and the seeds) unavailable:" in text
     assert "names no test predictions (a run of an earlier version" in text
+
+
+def test_the_report_says_in_words_what_the_table_can_conclude(tmp_path):
+    from analysis.report import write_report
+
+    exp = tmp_path / "abl"
+    write_ablation_with_predictions(exp, effects=(0.0,) * 8)
+    text = write_report(analyse([exp], n_boot=200), tmp_path / "report").read_text()
+    section = text.split("## What this table can and cannot conclude", 1)[1].split("\n## ", 1)[0]
+    assert "Differences below " in section and "not resolvable here" in section
+    assert "the table's differences may be noise" in section  # nothing planted, nothing resolved
