@@ -6,6 +6,8 @@ A reader (:mod:`~omnimer.data.formats.indomer`, ``chsims``, ``meld``, ``jsonl``)
 ``file:row:column: reason``), resolves media paths with :func:`resolve_media` and hands its rows to
 :func:`finish_manifest`: duplicates, video-disjoint splits (:func:`check_video_disjoint`) and the
 valid/test splits carved by whole source video (:func:`carve_split`).
+
+Used by every reader of this package (``omnimer ingest --format ...``).
 """
 
 from __future__ import annotations

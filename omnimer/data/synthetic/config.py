@@ -3,6 +3,8 @@
 Also the constants every part of the synthetic corpus shares (sample rate, label names) and its seeded
 random streams: each clip draws from generators seeded with ``(seed, stream, key...)``, so a clip's
 media never shift when another clip's labels change and clips render in any order.
+
+Used by ``omnimer synth`` (its flags) and every module of the synthetic corpus.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@ prosody, with the Indonesian descriptions that are the aux_face and aux_prosody 
 
 :func:`face_expression` and :func:`prosody` scale an emotion's prototype by an intensity;
 :func:`describe_face` and :func:`describe_prosody` say in words what the rendered clip shows.
+
+Used by the planning (:mod:`~omnimer.data.synthetic.planning`) and the renderers.
 """
 
 from __future__ import annotations

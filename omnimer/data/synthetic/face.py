@@ -1,6 +1,8 @@
 """The face: a speaker's cartoon face showing a :class:`FaceExpression`'s action units (:func:`draw_face`),
 and the frames of a clip with idle head sway, blinks and a mouth that follows the speech
 (:func:`render_frames`). numpy only.
+
+Used by the clip renderer (:mod:`~omnimer.data.synthetic.render`, ``omnimer synth``).
 """
 
 from __future__ import annotations

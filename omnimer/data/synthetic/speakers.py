@@ -2,6 +2,8 @@
 
 A speaker's :class:`SpeakerStyle` stays the same across all of their clips; it and
 :func:`video_background` are drawn from their own seeded streams.
+
+Used by the planning and the renderers of ``omnimer synth``.
 """
 
 from __future__ import annotations

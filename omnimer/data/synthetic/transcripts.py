@@ -3,6 +3,8 @@ emotional (:func:`compose_transcript`).
 
 Neutral templates and fillers contain no lexicon form (tests check every combination), so the
 keywords found in a transcript are exactly the ones inserted: the aux_keywords target.
+
+Used by the planning of ``omnimer synth`` (:mod:`~omnimer.data.synthetic.planning`).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """The voice: a speech-like signal whose pitch, energy and tempo follow a :class:`Prosody`
 (:func:`render_audio`), and the 16 kHz mono int16 wav it is written as (:func:`write_wav`).
+
+Used by the clip renderer (:mod:`~omnimer.data.synthetic.render`, ``omnimer synth``).
 """
 
 from __future__ import annotations
