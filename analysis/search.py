@@ -29,7 +29,7 @@ SCHEME_PARAMS = {"effective_number": "loss.beta", "focal": "loss.gamma", "logit_
 # Config keys that differ between trials without being hyperparameters (names, paths, the seed).
 NOT_HYPERPARAMETERS = {"train.seed", "data.path", "model.name_or_path", "train.deepspeed_config"}
 NOT_HYPERPARAMETER_PREFIXES = ("run.",)
-CONFIG_SECTIONS = ("data", "model", "loss", "train", "run")
+CONFIG_SECTIONS = ("data", "model", "loss", "train", "eval", "run")
 
 
 def _is_hyperparameter(key: str) -> bool:

@@ -334,6 +334,28 @@ class TrainSettings:
         _check(self.max_failures >= 0, f"train.max_failures must be >= 0, got {self.max_failures!r}")
 
 
+SCORING_METHODS = ("auto", "sequence", "first_token")
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How the closed-set evaluation scores the label verbalizers (omnimer.training.evaluate)."""
+
+    scoring: str = field(
+        default="auto",
+        metadata={
+            "help": "sequence: sum of every verbalizer token's log-probability up to the end of the turn; "
+            "first_token: the first token's only; auto: sequence when a verbalizer has more than one token"
+        },
+    )
+
+    def __post_init__(self) -> None:
+        _check(
+            self.scoring in SCORING_METHODS,
+            f"eval.scoring must be one of {', '.join(SCORING_METHODS)}, got {self.scoring!r}",
+        )
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """Where a run's outputs go."""
@@ -350,6 +372,7 @@ SECTIONS = {
     "model": ModelConfig,
     "loss": LossConfig,
     "train": TrainSettings,
+    "eval": EvalSettings,
     "run": RunSettings,
 }
 
@@ -362,6 +385,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainSettings = field(default_factory=TrainSettings)
+    eval: EvalSettings = field(default_factory=EvalSettings)
     run: RunSettings = field(default_factory=RunSettings)
 
     def to_dict(self) -> dict:
@@ -420,6 +444,6 @@ def load_train_config(path: str | None = None, overrides: list[str] | None = Non
         with open(path, encoding="utf-8") as fh:
             loaded = yaml.safe_load(fh) or {}
         if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: expected a mapping of sections (data, model, loss, train, run)")
+            raise ValueError(f"{path}: expected a mapping of sections (data, model, loss, train, eval, run)")
         values = loaded
     return TrainConfig.from_dict(apply_overrides(values, overrides or []))

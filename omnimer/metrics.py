@@ -11,11 +11,12 @@ uses each verbalizer's first token::
     metrics = classification_metrics(class_index, predicted, label_set.names)
 
 Assumption: every verbalizer starts with a different token (checked by
-:func:`check_distinct_first_tokens`). For single-token verbalizers the first-token score *is* the full
-answer log-likelihood; for longer ones it ranks like the full likelihood as long as the model continues
-each verbalizer's first token with the rest of it (what training on the verbalizers teaches). Where
-first tokens collide, score whole answers instead: one sequence per (example, label), summed with
-:func:`sequence_logprob` and reshaped to ``[B, C]``.
+:func:`check_distinct_first_tokens`). For single-token verbalizers the first-token score is the
+answer word's log-likelihood; for longer ones it ranks like the full likelihood only as long as the
+model continues each verbalizer's first token with the rest of it. Whole answers are scored by
+:func:`continuation_logprobs`: each verbalizer's tokens and the end-of-turn token, forwarded once
+after the prompts' KV cache (``eval.scoring: sequence``, :mod:`omnimer.training.evaluate`); it equals
+:func:`sequence_logprob` of a full forward of prompt + answer.
 
 Metrics are numpy only (scikit-learn is a test dependency, used to check these).
 
@@ -147,6 +148,46 @@ def sequence_logprob(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
     token_logprobs = selected.log_softmax(dim=-1).gather(1, targets[:, None]).squeeze(1)
     example_index = mask.nonzero(as_tuple=True)[0]
     return token_logprobs.new_zeros(logits.shape[0]).index_add(0, example_index, token_logprobs)
+
+
+def continuation_logprobs(
+    first_logits: torch.Tensor,
+    continuation_logits: torch.Tensor,
+    candidates: torch.Tensor,
+    lengths: torch.Tensor,
+) -> torch.Tensor:
+    """Whole-answer log-likelihood of every candidate after every prompt, ``[B, C]`` float32.
+
+    ``first_logits`` ``[B, V]``: each prompt's next-token logits (:func:`last_token_logits`).
+    ``candidates`` ``[C, L]``: each candidate's tokens, right-padded (any id) past ``lengths[c]``.
+    ``continuation_logits`` ``[B * C, L, V]``: a forward of the candidates' tokens after the prompts
+    (row ``b * C + c`` is prompt ``b`` followed by candidate ``c``, e.g. from the prompts' KV cache
+    repeated ``C`` times), so position ``k`` predicts token ``k + 1``.
+
+    Score ``[b, c]`` is log p(candidate c's first token | prompt b) plus, for k = 1 … lengths[c] - 1,
+    log p(token k | prompt b, tokens < k): what :func:`sequence_logprob` gives for a full forward of
+    the prompt followed by the candidate. Padding after a candidate is never read (causal attention).
+    """
+    batch, width = first_logits.shape[0], candidates.shape[1]
+    n_cand = candidates.shape[0]
+    if continuation_logits.shape[:2] != (batch * n_cand, width):
+        raise ValueError(
+            f"continuation_logits shape {tuple(continuation_logits.shape[:2])} is not "
+            f"(B * C, L) = ({batch * n_cand}, {width})"
+        )
+    lengths = torch.as_tensor(lengths, device=candidates.device)
+    if bool((lengths < 1).any()) or bool((lengths > width).any()):
+        raise ValueError(f"candidate lengths {lengths.tolist()} must lie in [1, {width}]")
+    first = score_label_tokens(first_logits, candidates[:, 0].tolist())  # [B, C]
+    # Token k (k >= 1) of candidate c is predicted at position k - 1; gather only those positions.
+    within = torch.arange(1, width, device=candidates.device)[None, :] < lengths[:, None]  # [C, L - 1]
+    mask = within.repeat(batch, 1)  # [B * C, L - 1]
+    targets = candidates[:, 1:].repeat(batch, 1)[mask].to(continuation_logits.device)
+    selected = continuation_logits[:, :-1, :][mask.to(continuation_logits.device)].float()
+    token_logprobs = selected.log_softmax(dim=-1).gather(1, targets[:, None].long()).squeeze(1)
+    row_index = mask.nonzero(as_tuple=True)[0].to(token_logprobs.device)
+    rest = token_logprobs.new_zeros(batch * n_cand).index_add(0, row_index, token_logprobs)
+    return first + rest.view(batch, n_cand).to(first.device)
 
 
 def closed_set_predict(class_scores: torch.Tensor) -> torch.Tensor:

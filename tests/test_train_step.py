@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
-from mediafiles import tone
+from tinyrows import SIZE, fresh_model, make_rows
 
 from omnimer import losses, metrics
 from omnimer.aux_tasks import AUX_TASKS, BY_NAME
@@ -16,54 +15,19 @@ from omnimer.collate import AudioFeatureCache, Batch, collate, merge_batches, pa
 from omnimer.config import LossConfig, ModelConfig, TrainConfig, load_train_config
 from omnimer.labels import INDOMER_EMOTION
 from omnimer.losses import IGNORE_INDEX
-from omnimer.model.load import apply_lora, load_processor, load_thinker
+from omnimer.model.load import load_processor, load_thinker
 from omnimer.model.tiny import build_tiny_model
 from omnimer.tasks import MAIN, Prompting, build_task_batches, main_conversation
 from omnimer.training.driver import validate_run, with_absolute_paths
 from omnimer.training.engine import deepspeed_config, lr_lambda
-from omnimer.training.evaluate import choose_verbalizers
+from omnimer.training.evaluate import resolve_scoring
 from omnimer.training.step import StepContext, filler_batch, step_losses
-
-FRAMES, SIZE = 4, 56
-
-
-def make_rows(n: int, seed: int = 0) -> list[dict]:
-    rng = np.random.default_rng(seed)
-    rows = []
-    for i in range(n):
-        emotion = INDOMER_EMOTION.names[i % 3]
-        rows.append(
-            {
-                "clip_id": f"clip_{i}_Sharing_1",
-                "text": f"Kalimat nomor {i}, aku {'senang' if i % 3 == 1 else 'biasa saja'}.",
-                "emotion": emotion,
-                "sentiment": "netral",
-                "aux_keywords": "kata emosi: tidak ada; sentimen teks: netral",
-                "aux_face": "ekspresi wajah: datar; sentimen wajah: netral",
-                "aux_prosody": "prosodi: nada sedang dan datar, energi sedang, tempo sedang; "
-                "sentimen suara: netral",
-                "frames": rng.integers(0, 255, (FRAMES, SIZE, SIZE, 3), dtype=np.uint8),
-                "audio": tone(1.0 + 0.5 * (i % 2), f0=120 + 20 * i),
-                "frame_fps": FRAMES / (1.0 + 0.5 * (i % 2)),  # two clip lengths: two sampling rates
-            }
-        )
-    return rows
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     path = build_tiny_model(tmp_path_factory.mktemp("tiny") / "m", seed=0)
     return path, load_processor(str(path))
-
-
-def fresh_model(path, seed=0):
-    torch.manual_seed(seed)
-    model = apply_lora(
-        load_thinker(ModelConfig(name_or_path=str(path), dtype="float32")),
-        ModelConfig().lora.__class__(rank=4, alpha=8, dropout=0.0),
-    )
-    model.train()
-    return model
 
 
 EMOTION = Prompting("emotion", INDOMER_EMOTION, INDOMER_EMOTION.verbalizers, "id")
@@ -159,7 +123,7 @@ class CountingModel(torch.nn.Module):
 
 def losses_of_step(model, processor, rows, loss_cfg: LossConfig):
     rebalancing = losses.build_rebalancing(loss_cfg, [10, 5, 5, 1, 1, 1, 1])
-    _, first_ids = choose_verbalizers(processor.tokenizer, INDOMER_EMOTION)
+    first_ids = resolve_scoring(processor.tokenizer, INDOMER_EMOTION, "first_token").first_ids
     ctx = StepContext(processor, EMOTION, first_ids, rebalancing, SIZE, "cpu")
     return step_losses(model, rows, TrainConfig(loss=loss_cfg), ctx)
 
@@ -301,7 +265,8 @@ def test_closed_set_scoring_matches_full_answer_likelihood(tiny):
         total.backward()
         optimizer.step()
     model.eval()
-    verbalizers, first_ids = choose_verbalizers(processor.tokenizer, INDOMER_EMOTION)
+    scoring = resolve_scoring(processor.tokenizer, INDOMER_EMOTION, "first_token")
+    verbalizers, first_ids = scoring.verbalizers, scoring.first_ids
     prompting = Prompting("emotion", INDOMER_EMOTION, verbalizers, "id")
     media = {r["clip_id"]: r for r in rows}
     prompts = [main_conversation(r, prompting, with_answer=False) for r in rows]
@@ -326,12 +291,6 @@ def test_closed_set_scoring_matches_full_answer_likelihood(tiny):
                 labels[row, positions[n_tokens:]] = IGNORE_INDEX
             full[:, c] = metrics.sequence_logprob(model(**b.inputs).logits, labels)
     assert closed.tolist() == full.argmax(dim=1).tolist()
-
-
-def test_choose_verbalizers_single_token_labels(tiny):
-    _, processor = tiny
-    verbalizers, first_ids = choose_verbalizers(processor.tokenizer, INDOMER_EMOTION)
-    assert verbalizers == INDOMER_EMOTION.names and len(set(first_ids)) == 7
 
 
 def test_deepspeed_configs_are_consistent():

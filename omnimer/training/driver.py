@@ -76,17 +76,27 @@ def validate_run(cfg: TrainConfig) -> dict:
 
 
 def check_scoring(cfg: TrainConfig, info: dict) -> dict:
-    """The run's scoring (verbalizers, token ids, method; :func:`omnimer.training.evaluate.scoring_of`),
-    from the model's tokenizer: verbalizers it cannot tell apart are refused here, before any worker
-    starts."""
+    """The run's scoring (``eval.scoring`` resolved, verbalizers, token ids;
+    :func:`omnimer.training.evaluate.resolve_scoring`) as its record keeps it, from the model's
+    tokenizer: verbalizers it cannot tell apart are refused here, before any worker starts, and so is
+    the logit_adjust loss when the verbalizers share a first token (it rebalances first tokens)."""
     from omnimer.model.load import load_processor
-    from omnimer.training.evaluate import scoring_of
+    from omnimer.training.evaluate import resolve_scoring
 
     tokenizer = load_processor(cfg.model.name_or_path).tokenizer
     try:
-        return scoring_of(tokenizer, label_set_of(info, cfg.data.target))
+        scoring = resolve_scoring(tokenizer, label_set_of(info, cfg.data.target), cfg.eval.scoring)
     except ValueError as err:
-        raise ValueError(f"model.name_or_path {cfg.model.name_or_path!r}: {err}") from None
+        raise ValueError(
+            f"model.name_or_path {cfg.model.name_or_path!r}, eval.scoring {cfg.eval.scoring}: {err}"
+        ) from None
+    if cfg.loss.scheme == "logit_adjust" and scoring.first_ids is None:
+        raise ValueError(
+            "loss.scheme logit_adjust adjusts each label's first answer token, but with the tokenizer of "
+            f"model.name_or_path {cfg.model.name_or_path!r} the verbalizers {list(scoring.verbalizers)} "
+            "do not all start with different tokens; choose another loss.scheme"
+        )
+    return scoring.to_json()
 
 
 def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:

@@ -9,6 +9,7 @@ measure the same step. :func:`epoch_order` is the order a worker takes its rows 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -26,11 +27,12 @@ from omnimer.tasks import MAIN, Prompting, aux_conversation, build_task_batches
 class StepContext:
     """What every training step of a run needs besides the model, the config and the step's rows:
     the processor, how the run asks (:class:`~omnimer.tasks.Prompting`), the verbalizers' first
-    tokens, the main task's rebalancing, the frame size of the shards and the device."""
+    tokens (None where two share one), the main task's rebalancing, the frame size of the shards and
+    the device."""
 
     processor: Any
     prompting: Prompting
-    first_ids: list[int]
+    first_ids: Sequence[int] | None
     rebalancing: Any
     frame_size: int
     device: Any
@@ -65,6 +67,8 @@ def step_losses(
     labels = batch.labels.to(device)
     class_scores = None
     if rebalancing.scheme == "logit_adjust":
+        if ctx.first_ids is None:  # the driver refuses this combination before any worker starts
+            raise ValueError("loss.scheme logit_adjust needs verbalizers with distinct first tokens")
         class_scores = metrics.score_label_tokens(
             metrics.first_answer_logits(out.logits, labels), ctx.first_ids
         )

@@ -28,7 +28,7 @@ from omnimer.tasks import Prompting
 from omnimer.training import checkpoint
 from omnimer.training.dataset import worker_rows
 from omnimer.training.engine import build_engine, seed_everything
-from omnimer.training.evaluate import Evaluator, choose_verbalizers
+from omnimer.training.evaluate import Evaluator, resolve_scoring
 from omnimer.training.outputs import RankZeroOutputs
 from omnimer.training.predictions import Predictions
 from omnimer.training.record import EpochResult, RunState
@@ -115,7 +115,7 @@ def set_up(cfg: TrainConfig) -> Worker:
 
     processor = load_processor(cfg.model.name_or_path)
     feature_cache = AudioFeatureCache.install(processor, cfg.data.audio_feature_cache_mb * 2**20)
-    verbalizers, first_ids = choose_verbalizers(processor.tokenizer, labels)
+    scoring = resolve_scoring(processor.tokenizer, labels, cfg.eval.scoring)
     model = apply_lora(load_thinker(cfg.model), cfg.model.lora)
     model.train()
     loaded_model = time.time()
@@ -132,7 +132,9 @@ def set_up(cfg: TrainConfig) -> Worker:
     }
     filler = rows["train"][0] if rows["train"] else None
     rebalancing = losses.build_rebalancing(cfg.loss, counts)
-    prompting = Prompting(cfg.data.target, labels, verbalizers, cfg.data.language, cfg.data.audio_in_video)
+    prompting = Prompting(
+        cfg.data.target, labels, scoring.verbalizers, cfg.data.language, cfg.data.audio_in_video
+    )
     return Worker(
         cfg=cfg,
         rank=rank,
@@ -145,8 +147,8 @@ def set_up(cfg: TrainConfig) -> Worker:
         train_rows=rows["train"],
         eval_rows={split: rows[split] for split in ("valid", "test")},
         steps_per_epoch=steps_per_epoch,
-        evaluator=Evaluator(processor, prompting, first_ids, frame_size, cfg.train.eval_batch_size, filler),
-        step_context=StepContext(processor, prompting, first_ids, rebalancing, frame_size, device),
+        evaluator=Evaluator(processor, prompting, scoring, frame_size, cfg.train.eval_batch_size, filler),
+        step_context=StepContext(processor, prompting, scoring.first_ids, rebalancing, frame_size, device),
         feature_cache=feature_cache,
         setup_seconds=setup_seconds,
     )

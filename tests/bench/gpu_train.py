@@ -206,7 +206,7 @@ def _set_up(cfg, data: Data) -> Run:
     from omnimer.model.load import apply_lora, load_processor, load_thinker
     from omnimer.tasks import Prompting
     from omnimer.training.engine import build_engine, seed_everything
-    from omnimer.training.evaluate import Evaluator, choose_verbalizers
+    from omnimer.training.evaluate import Evaluator, resolve_scoring
     from omnimer.training.step import StepContext
 
     world_size = torch.distributed.get_world_size()
@@ -214,7 +214,7 @@ def _set_up(cfg, data: Data) -> Run:
     seed_everything(cfg.train.seed)
     rebalancing = losses.build_rebalancing(cfg.loss, data.counts)
     processor = load_processor(cfg.model.name_or_path)
-    verbalizers, first_ids = choose_verbalizers(processor.tokenizer, data.labels)
+    scoring = resolve_scoring(processor.tokenizer, data.labels, cfg.eval.scoring)
     model = apply_lora(load_thinker(cfg.model), cfg.model.lora)
     model.train()
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -224,7 +224,7 @@ def _set_up(cfg, data: Data) -> Run:
     started = time.perf_counter()
     engine, scheduler = build_engine(model, cfg, world_size, optimizer_steps)
     init_seconds = time.perf_counter() - started
-    prompting = Prompting(cfg.data.target, data.labels, verbalizers, cfg.data.language)
+    prompting = Prompting(cfg.data.target, data.labels, scoring.verbalizers, cfg.data.language)
     return Run(
         cfg=cfg,
         data=data,
@@ -233,8 +233,10 @@ def _set_up(cfg, data: Data) -> Run:
         scheduler=scheduler,
         processor=processor,
         prompting=prompting,
-        evaluator=Evaluator(processor, prompting, first_ids, data.frame_size, cfg.train.eval_batch_size),
-        step_context=StepContext(processor, prompting, first_ids, rebalancing, data.frame_size, device),
+        evaluator=Evaluator(processor, prompting, scoring, data.frame_size, cfg.train.eval_batch_size),
+        step_context=StepContext(
+            processor, prompting, scoring.first_ids, rebalancing, data.frame_size, device
+        ),
         before=before,
         trainable=trainable,
         init_seconds=init_seconds,

@@ -3,11 +3,13 @@
 - step time (forward + backward + optimizer) with all three aux tasks vs main-only, and the tokens
   of those steps (their ratio bounds the step-time ratio of any implementation of the method);
 - closed-set scoring (one forward pass over the prompts) vs ``generate`` + parsing the label word,
-  on the same examples, with the share of identical predictions.
+  on the same examples, with the share of identical predictions;
+- whole-answer (sequence) scoring on the prompts' KV cache vs first-token scoring, same examples.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -19,7 +21,7 @@ from omnimer.config import DataConfig, LoraSettings, LossConfig, ModelConfig, Tr
 from omnimer.labels import LabelSet
 from omnimer.model.load import apply_lora, load_processor, load_thinker
 from omnimer.tasks import Prompting, main_conversation
-from omnimer.training.evaluate import choose_verbalizers
+from omnimer.training.evaluate import resolve_scoring, sequence_scores
 from omnimer.training.step import StepContext, step_losses
 
 
@@ -129,7 +131,8 @@ def bench_train(model_path: str, rows: list[dict], labels: LabelSet, frame_size:
     model = _model(model_path)
     _train_main(model, processor, rows, labels, frame_size)
     model.eval()
-    verbalizers, first_ids = choose_verbalizers(processor.tokenizer, labels)
+    first = resolve_scoring(processor.tokenizer, labels, "first_token")
+    verbalizers, first_ids = first.verbalizers, first.first_ids
     eval_rows = rows[: min(len(rows), 48)]
     media = {r["clip_id"]: r for r in eval_rows}
     prompting = Prompting("emotion", labels, verbalizers)
@@ -162,6 +165,7 @@ def bench_train(model_path: str, rows: list[dict], labels: LabelSet, frame_size:
                 word = text.strip().split()[0].strip(".,") if text.strip() else ""
                 generated.append(verbalizers.index(word) if word in verbalizers else -1)
         t_generate = time.perf_counter() - start
+    _bench_sequence_scoring(model, processor, labels, batches, closed, t_closed)
     same = float(np.mean([a == b for a, b in zip(closed, generated, strict=True)]))
     labelled = [(a, b) for a, b in zip(closed, generated, strict=True) if b >= 0]
     same_labelled = float(np.mean([a == b for a, b in labelled])) if labelled else float("nan")
@@ -172,3 +176,35 @@ def bench_train(model_path: str, rows: list[dict], labels: LabelSet, frame_size:
         f"({len(labelled) / len(eval_rows):.0%}), and on those the same label as closed-set scoring on "
         f"{same_labelled:.0%} (first answers: {answers[:3]})"
     )
+
+
+def _bench_sequence_scoring(model, processor, labels, batches, closed: list[int], t_closed: float) -> None:
+    """Whole-answer scoring (``eval.scoring: sequence``: a prompt forward, then every candidate on its
+    KV cache) against first-token scoring, on the same batches: time, and how often they agree. Run
+    with the label set's verbalizers (one token each here, plus the end-of-turn token) and with its
+    English display names (1 to 5 tokens with this tokenizer, as label words are with Qwen2.5's)."""
+    for name, scoring in (
+        ("verbalizers", resolve_scoring(processor.tokenizer, labels, "sequence")),
+        (
+            "display names",
+            resolve_scoring(
+                processor.tokenizer, dataclasses.replace(labels, verbalizers=labels.display), "sequence"
+            ),
+        ),
+    ):
+        lengths = sorted({len(ids) + 1 for ids in scoring.token_ids})
+        with torch.no_grad():
+            start = time.perf_counter()
+            predicted = []
+            for batch in batches:
+                predicted += metrics.closed_set_predict(
+                    sequence_scores(model, batch.inputs, scoring)
+                ).tolist()
+            seconds = time.perf_counter() - start
+        agree = float(np.mean([a == b for a, b in zip(closed, predicted, strict=True)]))
+        print(
+            f"sequence scoring of {len(closed)} clips, {name} ({lengths[0]}-{lengths[-1]} tokens with the "
+            f"end of turn): {seconds:.2f} s, {seconds / t_closed:.2f}x first-token scoring's "
+            f"{t_closed:.2f} s; "
+            f"same prediction as first-token scoring on {agree:.0%}"
+        )
