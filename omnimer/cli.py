@@ -1,6 +1,7 @@
 """The ``omnimer`` command line (the only module of the library that parses arguments).
 
     omnimer synth   --out DIR [--clips N] [--speakers N] [--seed S] [--from-annotations DIR]
+                    [--label-in all|text|audio|video]
     omnimer ingest  --format indomer|chsims|meld|jsonl --input DIR --out DIR [--frames T] [--size PX]
                     [--max-audio-seconds S] [--valid-fraction F] [--seed S] [--quarantine] [--overwrite]
     omnimer inspect DIR
@@ -33,7 +34,12 @@ def _synth(args: argparse.Namespace) -> int:
         seconds=args.seconds,
         fps=args.fps,
         size=args.size,
+        label_in=args.label_in,
     )
+    if args.from_annotations and args.label_in != "all":
+        raise ValueError(
+            "--label-in draws the modality labels, --from-annotations keeps the set's own: use one of them"
+        )
     summary = synthesize(
         Path(args.out),
         config,
@@ -135,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--fps", type=int, default=8, help="video frame rate")
     synth.add_argument("--size", type=int, default=96, help="video width and height in pixels")
     synth.add_argument("--from-annotations", help="render media for an existing IndoMER annotation set")
+    synth.add_argument(
+        "--label-in",
+        default="all",
+        help="all (default): every modality expresses the label at IndoMER-like agreement rates; text, "
+        "audio or video: only that modality (and its aux target) carries the label, the others are "
+        "independent of it",
+    )
     synth.set_defaults(func=_synth)
 
     defaults = IngestConfig()
@@ -181,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.set_defaults(func=_tiny_model)
 
     train = sub.add_parser("train", help="train one run (Ray Train + DeepSpeed) and write its record.json")
-    train.add_argument("--config", help="YAML with sections data, model, loss, train, run")
+    train.add_argument("--config", help="YAML with sections data, model, loss, train, eval, run")
     train.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=1e-4 model.lora.rank=16")
     train.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (default: all)")
     train.set_defaults(func=_train)

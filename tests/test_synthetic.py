@@ -10,6 +10,7 @@ import json
 import re
 import string
 import wave
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from omnimer.data.lexicon import NO_KEYWORDS, find_keywords, keyword_emotions, k
 from omnimer.data.synthetic import (
     ANNOTATION_COLUMNS,
     EXTRA_COLUMNS,
+    MODALITIES,
     SAMPLE_RATE,
     SEVEN_CLASS_KEYS,
     THREE_CLASS_KEYS,
@@ -223,6 +225,42 @@ def test_other_agreement_rates_are_realized() -> None:
     assert rates["text"] == pytest.approx(0.9, abs=0.03)
     assert rates["audio"] == pytest.approx(0.7, abs=0.03)
     assert rates["all_modalities"] == pytest.approx(0.6, abs=0.03)
+
+
+def mutual_information(xs: list[str], ys: list[str]) -> float:
+    """Plug-in mutual information (nats) of two label sequences."""
+    n = len(xs)
+    joint = Counter(zip(xs, ys, strict=True))
+    px, py = Counter(xs), Counter(ys)
+    return sum(c / n * np.log(c * n / (px[x] * py[y])) for (x, y), c in joint.items())
+
+
+@pytest.mark.parametrize("carrier", ["text", "audio", "video"])
+def test_label_in_one_modality_plants_the_label_there_only(carrier: str) -> None:
+    """``--label-in video``: the face always shows the clip's emotion (and aux_face describes it); the
+    transcript and the voice are drawn independently of the label, so they (and their aux targets)
+    carry no information about it."""
+    plans = plan_corpus(SynthConfig(clips=5000, speakers=100, seed=7, label_in=carrier))
+    gold = [p.emotion for p in plans]
+    assert [getattr(p, f"{carrier}_emotion") for p in plans] == gold
+    for other in set(MODALITIES) - {carrier}:
+        expressed = [getattr(p, f"{other}_emotion") for p in plans]
+        # 7 x 7 cells from 5,000 clips: the plug-in estimate of an independent pair is ~0.004 nats
+        assert mutual_information(expressed, gold) < 0.02, other
+        assert Counter(expressed)["netral"] / len(plans) == pytest.approx(1316 / 1944, abs=0.03)
+    faces = [p.aux_face for p in plans]
+    informative = mutual_information(faces, gold) if carrier == "video" else None
+    if informative is not None:
+        assert informative > 0.5
+    else:
+        assert mutual_information(faces, gold) < 0.05
+    default = plan_corpus(SynthConfig(clips=5000, speakers=100, seed=7))
+    assert [p.emotion for p in default] == gold  # the layout and the labels do not move
+
+
+def test_label_in_rejects_unknown_modalities() -> None:
+    with pytest.raises(ValueError, match="label_in must be one of all, text, audio, video, got 'face'"):
+        SynthConfig(label_in="face")
 
 
 def test_long_tail_with_every_class_in_each_split(large_plan: list[ClipPlan]) -> None:

@@ -146,7 +146,7 @@ def synthesize(
 
     Summary keys: clips, videos, speakers, splits (per split: clips, videos, emotion and sentiment
     counts), agreement (realised per-modality and all-modality rates), out, annotations, split_files,
-    videos_dir, audios_dir, from_annotations, seed, seconds, fps, size, elapsed_s.
+    videos_dir, audios_dir, from_annotations, seed, seconds, fps, size, label_in, elapsed_s.
     """
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -193,6 +193,7 @@ def synthesize(
         seconds=config.seconds,
         fps=config.fps,
         size=config.size,
+        label_in=config.label_in,
         elapsed_s=round(time.perf_counter() - started, 2),
     )
     log.info(

@@ -22,6 +22,8 @@ SAMPLE_RATE = 16_000
 EMOTIONS: tuple[str, ...] = INDOMER_EMOTION.names
 SENTIMENTS: tuple[str, ...] = INDOMER_SENTIMENT.names
 MODALITIES: tuple[str, ...] = ("text", "audio", "video")
+# ``label_in``: every modality expresses the clip's label at the agreement rates, or only one does.
+LABEL_IN: tuple[str, ...] = ("all", *MODALITIES)
 
 
 # Independent random streams of one seed: a clip's media never shifts when its labels change.
@@ -89,6 +91,15 @@ class SynthConfig:
     test_fraction: float = field(
         default=0.18, metadata={"help": "share of clips (whole source videos) in the published val split"}
     )
+    label_in: str = field(
+        default="all",
+        metadata={
+            "help": "all: every modality expresses the clip's emotion at the agreement rates above; text, "
+            "audio or video: only that one does (always), and the other two express an emotion drawn "
+            "independently of the clip's label (a planted effect: only that modality and its aux "
+            "target carry the label)"
+        },
+    )
 
     def __post_init__(self) -> None:
         for name in ("clips", "speakers", "seed", "fps", "size"):
@@ -113,6 +124,8 @@ class SynthConfig:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
         if not isinstance(self.test_fraction, int | float) or not 0.0 < self.test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction!r}")
+        if self.label_in not in LABEL_IN:
+            raise ValueError(f"label_in must be one of {', '.join(LABEL_IN)}, got {self.label_in!r}")
         self.consensus()  # raises when the agreement rates are jointly infeasible
 
     def consensus(self) -> float:

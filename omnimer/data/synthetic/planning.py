@@ -112,6 +112,15 @@ def _expressed_emotion(emotion: str, modality_sentiment: str, rng: np.random.Gen
     return pool[rng.choice(len(pool), p=weights / weights.sum())]
 
 
+def _carried_emotion(emotion: str, carries_label: bool, rng: np.random.Generator) -> str:
+    """``label_in`` corpora: the clip's emotion in the modality that carries the label; elsewhere an
+    emotion drawn from IndoMER's class proportions, independently of the clip's label."""
+    if carries_label:
+        return emotion
+    weights = np.array([INDOMER_EMOTION_COUNTS[e] for e in EMOTIONS], float)
+    return EMOTIONS[rng.choice(len(EMOTIONS), p=weights / weights.sum())]
+
+
 def _draw_modality_sentiments(
     sentiment: str, rates: Sequence[float], consensus: float, rng: np.random.Generator
 ) -> list[str]:
@@ -147,13 +156,16 @@ def _plan_clip(
     config: SynthConfig,
 ) -> ClipPlan:
     rng = seeded_rng(seed, STREAM_LABELS, index)
-    if modality_sentiments is None:
-        rates = (config.text_agreement, config.audio_agreement, config.video_agreement)
-        modality_sentiments = _draw_modality_sentiments(sentiment, rates, config.consensus(), rng)
+    if modality_sentiments is None and config.label_in != "all":
+        expressed = [_carried_emotion(emotion, m == config.label_in, rng) for m in MODALITIES]
+        modality_sentiments = [INDOMER_EMOTION_SENTIMENT[e] for e in expressed]
+    else:
+        if modality_sentiments is None:
+            rates = (config.text_agreement, config.audio_agreement, config.video_agreement)
+            modality_sentiments = _draw_modality_sentiments(sentiment, rates, config.consensus(), rng)
+        expressed = [_expressed_emotion(emotion, s, rng) for s in modality_sentiments]
     text_sentiment, audio_sentiment, video_sentiment = modality_sentiments
-    text_emotion, audio_emotion, video_emotion = (
-        _expressed_emotion(emotion, s, rng) for s in modality_sentiments
-    )
+    text_emotion, audio_emotion, video_emotion = expressed
     if text is None:
         text, keywords = compose_transcript(topic, text_emotion, rng)
         aux_keywords = ", ".join(keywords) or NO_KEYWORDS
