@@ -218,6 +218,14 @@ class ModelConfig:
         default=False, metadata={"help": "recompute activations in the backward pass to save memory"}
     )
     freeze_towers: bool = field(default=True, metadata={"help": "freeze the audio and vision encoders"})
+    stage_dir: str = field(
+        default="",
+        metadata={
+            "help": "node-local directory: the first worker on a node copies (or downloads) the "
+            "checkpoint there and every later worker and trial on the node loads that copy; empty: "
+            "every worker loads model.name_or_path itself"
+        },
+    )
     lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "the LoRA adapter"})
 
     def __post_init__(self) -> None:

@@ -87,6 +87,8 @@ def train(workspace, name, *extra):
         f"model.name_or_path={root / 'tiny'}",
         f"run.output_dir={root / 'runs'}",
         f"run.name={name}",
+        # both workers race to stage the model on this (one) node: one copies, the other waits
+        f"model.stage_dir={root / 'stage'}",
         "train.epochs=2",
         "train.max_steps_per_epoch=4",
         "train.batch_size=2",
@@ -112,6 +114,12 @@ def test_run_writes_record_events_and_adapter(workspace, unbroken):
     assert record["git"]["sha"] and record["packages"]["deepspeed"] == "0.19.8"
     assert record["device_seconds"] > 0 and record["wall_seconds"] > 0
     assert record["config"]["train"]["num_workers"] == 2
+    (setup,) = record["setup_seconds"]  # one start of the worker group
+    assert set(setup) == {"model staging", "model", "data", "DeepSpeed"}
+    root, _ = workspace
+    staged = [p for p in (root / "stage").iterdir() if p.is_dir()]
+    assert len(staged) == 1 and (staged[0] / ".omnimer-staged.json").is_file()
+    assert not list((root / "stage").glob(".*.tmp-*"))
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -191,6 +199,12 @@ def test_worker_death_resumes_to_the_same_result(workspace, unbroken):
     a = json.loads((run_dir / "record.json").read_text())
     b = json.loads((drilled / "record.json").read_text())
     assert b["status"] == "finished" and len(b["epochs"]) == 2
+    # resumed from epoch 1's checkpoint (not started again): the set-up of both starts is recorded
+    assert len(b["setup_seconds"]) == 2
+    epochs = sorted(
+        json.loads(c.read_text())["epoch"] for c in drilled.glob("checkpoint_*/omnimer_state.json")
+    )
+    assert epochs == [1, 2]
     assert b["epochs"][-1]["valid"] == a["epochs"][-1]["valid"]
     assert (b["best_epoch"], b["test"]) == (a["best_epoch"], a["test"])
     assert b["epochs"][-1]["train_loss"] == pytest.approx(a["epochs"][-1]["train_loss"], rel=1e-6)

@@ -72,6 +72,15 @@ class RunState:
     # The selected epoch's per-clip prediction files, by split: path in the run dir, sha256, epoch,
     # clips (omnimer.training.predictions).
     predictions: dict = dataclasses.field(default_factory=dict)
+    # Rank 0's set-up of each start of the worker group (a restart adds one): seconds of model
+    # staging, model load, data, DeepSpeed.
+    setup: tuple[dict, ...] = ()
+
+    def started(self, setup_seconds: dict[str, float]) -> RunState:
+        """The state once the worker group (re)started, having spent ``setup_seconds`` on set-up."""
+        return dataclasses.replace(
+            self, setup=(*self.setup, {k: round(v, 3) for k, v in setup_seconds.items()})
+        )
 
     def after(self, entry: EpochResult, best_epoch: int | None, world_size: int) -> RunState:
         """The state once ``entry`` is done; device time counts one GPU (or CPU share) per worker."""
@@ -119,6 +128,7 @@ class RunState:
             "device_seconds": self.device_seconds,
             "best_epoch": self.best_epoch,
             "predictions": self.predictions,
+            "setup": list(self.setup),
         }
 
     @classmethod
@@ -130,6 +140,7 @@ class RunState:
             data["device_seconds"],
             data["best_epoch"],
             data.get("predictions") or {},
+            tuple(data.get("setup") or ()),
         )
 
 
@@ -202,6 +213,8 @@ class RunRecord:
             out["device_seconds"] = self.state.device_seconds
             if self.state.predictions:
                 out["predictions"] = self.state.predictions
+            if self.state.setup:
+                out["setup_seconds"] = list(self.state.setup)
         if self.error is not None:
             out["error"] = self.error
         return out

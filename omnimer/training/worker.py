@@ -43,7 +43,7 @@ def train_loop_per_worker(config: dict) -> None:
 
     # --------------------------------------------------------------------------------- set up
     worker = set_up(cfg)
-    state = checkpoint.restore(worker.engine, worker.rank)
+    state = checkpoint.restore(worker.engine, worker.rank).started(worker.setup_seconds)
     outputs = RankZeroOutputs(cfg, worker.labels) if worker.rank == 0 else None
     if outputs is not None:
         log.info("worker ready: %s", ", ".join(f"{k} {v:.1f} s" for k, v in worker.setup_seconds.items()))
@@ -97,6 +97,7 @@ def set_up(cfg: TrainConfig) -> Worker:
 
     from omnimer.data.shards import read_dataset_info
     from omnimer.model.load import apply_lora, load_processor, load_thinker
+    from omnimer.model.staging import stage_checkpoint
 
     entered = time.time()
     context = ray.train.get_context()
@@ -113,10 +114,15 @@ def set_up(cfg: TrainConfig) -> Worker:
     counts = class_counts(info, cfg.data.target, labels)
     frame_size = int(info["frames"]["height"])
 
-    processor = load_processor(cfg.model.name_or_path)
+    model_cfg, staging = cfg.model, time.time()
+    if cfg.model.stage_dir:  # the first worker on this node copies the checkpoint, the others wait
+        staged = stage_checkpoint(cfg.model.name_or_path, cfg.model.stage_dir)
+        model_cfg = dataclasses.replace(cfg.model, name_or_path=staged.path)
+    staged_model = time.time()
+    processor = load_processor(model_cfg.name_or_path)
     feature_cache = AudioFeatureCache.install(processor, cfg.data.audio_feature_cache_mb * 2**20)
     scoring = resolve_scoring(processor.tokenizer, labels, cfg.eval.scoring)
-    model = apply_lora(load_thinker(cfg.model), cfg.model.lora)
+    model = apply_lora(load_thinker(model_cfg), cfg.model.lora)
     model.train()
     loaded_model = time.time()
 
@@ -126,7 +132,8 @@ def set_up(cfg: TrainConfig) -> Worker:
     optimizer_steps = max(1, cfg.train.epochs * steps_per_epoch // cfg.train.grad_accum)
     engine, scheduler = build_engine(model, cfg, world_size, optimizer_steps)
     setup_seconds = {
-        "model": loaded_model - entered,
+        "model staging": staged_model - staging,
+        "model": loaded_model - entered - (staged_model - staging),
         "data": loaded_data - loaded_model,
         "DeepSpeed": time.time() - loaded_data,
     }
@@ -228,12 +235,17 @@ def resilience_drill(cfg: TrainConfig, rank: int, world_size: int, epoch: int) -
     ``epoch``'s checkpoint.
 
     The barrier makes the kill land between epochs (as a lost node would), and the marker file makes
-    the drill happen once per run, so the restarted worker group runs to the end.
+    the drill happen once per run, so the restarted worker group runs to the end. Ray Train's
+    controller takes each rank's report, and so registers the epoch's checkpoint, when it polls the
+    workers (every ``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S``, 2 s by default): the rank waits for three
+    polls before it dies, or its report would die with it and the group would restart from scratch
+    instead of resuming from this checkpoint.
     """
     if world_size > 1:
         torch.distributed.barrier()
     marker = storage.join(cfg.run.output_dir, cfg.run.name, ".resilience-drill-done")
     if rank == world_size - 1 and not storage.exists(marker):
         storage.write_text(marker, "")
+        time.sleep(3 * float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "2")))
         log.warning("resilience drill: rank %d exits after epoch %d", rank, epoch)
         os._exit(1)
