@@ -53,19 +53,32 @@ class ClipInference:
 
     @property
     def mde(self) -> float:
-        """The median MDE of the seven subset contrasts: the table's "not resolvable below"."""
-        return float(np.median([c.mde for c in self.contrasts if c.name.endswith("vs none")]))
+        """The median MDE of the seven subset contrasts (those that are not degenerate): the
+        table's "not resolvable below"."""
+        values = [c.mde for c in self.contrasts if c.name.endswith("vs none") and not c.degenerate]
+        return float(np.median(values)) if values else math.nan
 
     def resolution_lines(self) -> list[str]:
         """What the table can resolve, in words: the MDE, and the seeds a target MDE would need."""
-        typical = min(
-            (c for c in self.contrasts if c.name.endswith("vs none")), key=lambda c: abs(c.mde - self.mde)
-        )
+        subsets = [c for c in self.contrasts if c.name.endswith("vs none")]
+        varied = [c for c in subsets if not c.degenerate]
+        if not varied:
+            return [
+                "Every subset predicted exactly as no-aux did, on every clip and in every seed: there is "
+                "no variation to bound a difference with."
+            ]
+        typical = min(varied, key=lambda c: abs(c.mde - self.mde))
         lines = [
             f"Differences below {self.mde:.3f} macro-F1 are not resolvable here: the median minimum "
             "detectable effect (80% power, α = 0.05, two-sided) of the subsets vs no-aux, on this "
             f"{self.split} set ({self.clips} clips from {self.videos} source videos) with "
             f"{len(self.seeds)} seed(s)."
+            + (
+                f" ({len(subsets) - len(varied)} subset(s) predicted exactly as no-aux did on every clip "
+                "in every seed: their zero-width intervals are left out of this.)"
+                if len(varied) < len(subsets)
+                else ""
+            )
         ]
         needed = typical.seeds_for(self.target_mde)
         if len(self.seeds) < 2:
@@ -221,6 +234,7 @@ def clustered_shapley_lines(clips) -> str:
         digits = tables.DIGITS
         lines.append(
             f"  {task:<8} Shapley {c.estimate:+.{digits}f} [{c.low:+.{digits}f}, {c.high:+.{digits}f}]   "
-            f"Holm p = {p}   {'resolved' if c.resolved else 'not resolved'}   MDE {c.mde:.{digits}f}"
+            f"Holm p = {p}   {'resolved' if c.resolved else 'not resolved'}   "
+            + (f"MDE {c.mde:.{digits}f}" if not c.degenerate else "MDE n/a (no variation)")
         )
     return "\n".join(lines)

@@ -137,9 +137,16 @@ class Contrast:
         return math.sqrt(self.var_test_set + seeds_part)
 
     @property
+    def degenerate(self) -> bool:
+        """No variation at all: the two sides predicted every clip alike in every seed (e.g. two
+        cells that both collapsed to the majority class), so there is nothing to scale an MDE by."""
+        return self.se == 0.0
+
+    @property
     def mde(self) -> float:
-        """The smallest |effect| the test finds with 80% power at α = 0.05 (two-sided), these seeds."""
-        return detectable(self.se, self.tail_df)
+        """The smallest |effect| the test finds with 80% power at α = 0.05 (two-sided), these seeds;
+        NaN for a :attr:`degenerate` contrast (its zero-width interval is no evidence of precision)."""
+        return math.nan if self.degenerate else detectable(self.se, self.tail_df)
 
     def mde_with(self, seeds: int) -> float:
         """The minimum detectable effect with ``seeds`` seeds on this test set."""

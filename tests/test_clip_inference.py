@@ -23,9 +23,11 @@ from omnimer.training.predictions import Predictions, parquet_bytes
 SEEDS = (0, 1, 2)
 
 
-def write_ablation_with_predictions(exp, effects) -> None:
-    """Eight cells × three seeds of records, each with the test predictions of a simulated lattice."""
+def write_ablation_with_predictions(exp, effects, collapsed=()) -> None:
+    """Eight cells × three seeds of records, each with the test predictions of a simulated lattice;
+    the ``collapsed`` cells predict the majority class (netral) for every clip."""
     gold, video, predicted = draw(Population(effects=effects, seeds=len(SEEDS)), np.random.default_rng(5))
+    predicted[list(collapsed)] = 0
     clip_ids = [f"clip_{v}_Sharing_{i}" for i, v in enumerate(video)]
     for cell, subset in enumerate(LATTICE):
         for index, seed in enumerate(SEEDS):
@@ -100,3 +102,19 @@ def test_the_report_says_in_words_what_the_table_can_conclude(tmp_path):
     section = text.split("## What this table can and cannot conclude", 1)[1].split("\n## ", 1)[0]
     assert "Differences below " in section and "not resolvable here" in section
     assert "the table's differences may be noise" in section  # nothing planted, nothing resolved
+
+
+def test_cells_that_predict_alike_everywhere_get_no_mde(tmp_path):
+    """No-aux and text both collapsed to the majority class (what the planted-effect bench saw): their
+    difference has a zero-width interval, which is no evidence of precision: no MDE, and the median
+    MDE in words leaves it out."""
+    exp = tmp_path / "abl"
+    write_ablation_with_predictions(exp, effects=(0.0,) * 8, collapsed=(0, 1))
+    clips = analyse([exp], n_boot=300).clips
+    text = clips.vs_none(LATTICE[1])
+    assert text.degenerate and (text.low, text.high) == (0.0, 0.0) and np.isnan(text.mde)
+    assert not text.resolved and np.isfinite(clips.mde)
+    summary = ablation_summary([exp])
+    row = next(line for line in summary.splitlines() if line.startswith("| ✓ | ✗ | ✗ |"))
+    assert row.endswith("| [+0.000, +0.000] | 1.000 | no | — |")
+    assert "1 subset(s) predicted exactly as no-aux did on every clip in every seed" in summary
