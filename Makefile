@@ -65,8 +65,9 @@ bench: venv $(DEMO_EXPERIMENT)/invocations.json
 
 # The planted-effect check of the whole instrument (not CI; about 20-45 min on 2 cores): a corpus in
 # which only the video carries the label (the transcript and the voice are independent of it) and only
-# the face aux target describes it, the 2³ ablation × 3 seeds of the demo's config on it, ending with
-# the ablation table (clip-level intervals) and the Shapley values. Expected: face the largest,
+# the face aux target describes it; a linear probe on its pixels (is the label in the frames?); the
+# 2³ ablation × 3 seeds of the demo's config on it, ending with the ablation table (clip-level
+# intervals) and the Shapley values. Expected: face the largest,
 # its interval excluding 0.
 PLANTED_DIR ?= runs/planted
 PLANTED_SWEEP = $(PY) sweeps/aux_ablation.py --mode ablation --config sweeps/configs/demo.yaml --name planted \
@@ -80,6 +81,7 @@ $(PLANTED_DIR)/shards/dataset.json: $(PLANTED_DIR)/corpus/Annotations.csv
 		--size 56 --max-audio-seconds 4 --overwrite
 
 bench-planted: venv $(PLANTED_DIR)/shards/dataset.json $(DEMO_MODEL)/config.json
+	$(PY) -m tests.bench.planted_probe $(PLANTED_DIR)/shards
 	$(PLANTED_SWEEP)
 
 # On a machine with a CUDA GPU (not part of CI): the GPU tests, bf16 ZeRO-2/3 runs of the tiny model and
