@@ -3,7 +3,8 @@
 - slot occupancy: Σ trial wall time / (sweep wall × slots), how busy the sweep kept its trial slots;
 - useful-work share: Σ epoch time (train + eval) / (sweep wall × slots);
 - per-trial start-up overhead: a trial's wall time minus its epochs' (Ray Train controller, worker
-  processes, model load, DeepSpeed init, checkpoints, shutdown).
+  processes, model load, DeepSpeed init, checkpoints, shutdown), and of it what the workers' own
+  set-up took (the records' ``setup_seconds``: model staging, model load, data, DeepSpeed).
 
     python -m tests.bench.sweep_bench runs/demo/sweeps/demo
 """
@@ -31,7 +32,12 @@ def sweep_efficiency(experiment: Path) -> dict:
     trial_wall = np.array([r["wall_seconds"] for r in finished])
     epoch_time = np.array([sum(e["seconds"] for e in r["epochs"]) for r in finished])
     overhead = trial_wall - epoch_time
+    # The first start of each trial's worker group (a restart adds another entry).
+    setups = [r["setup_seconds"][0] for r in finished if r.get("setup_seconds")]
+    setup = {key: float(np.mean([s.get(key, 0.0) for s in setups])) for key in (setups[0] if setups else {})}
     return {
+        "setup": setup,
+        "setup_trials": len(setups),
         "trials": len(finished),
         "invocations": len(timings),
         "wall": wall,
@@ -59,6 +65,15 @@ def bench_sweep(experiment: Path) -> None:
         f"  per-trial start-up overhead (trial wall − epochs)  : {e['startup_mean']:6.1f} s"
         f"  (min {e['startup_min']:.1f}, max {e['startup_max']:.1f})"
     )
+    if e["setup"]:
+        parts = ", ".join(f"{key} {seconds:.1f} s" for key, seconds in e["setup"].items())
+        rest = e["startup_mean"] - sum(e["setup"].values())
+        print(
+            f"    of which the workers' set-up (mean of {e['setup_trials']} trials): {parts}; the rest "
+            f"{rest:.1f} s (Ray's actors and their imports, checkpoints, shutdown)"
+        )
+    else:
+        print("    (these records predate setup_seconds: no breakdown of the start-up)")
 
 
 if __name__ == "__main__":
