@@ -95,6 +95,12 @@ def _train_main(model, processor, rows, labels, frame_size, epochs: int = 20) ->
 
 
 def bench_train(model_path: str, rows: list[dict], labels: LabelSet, frame_size: int) -> None:
+    _bench_steps(model_path, rows, labels, frame_size)
+    _bench_evaluation(model_path, rows, labels, frame_size)
+
+
+def _bench_steps(model_path: str, rows: list[dict], labels: LabelSet, frame_size: int) -> None:
+    """All-aux vs main-only train steps, with and without the audio feature cache, and their tokens."""
     main_only = LossConfig(aux_weight_text=0.0, aux_weight_face=0.0, aux_weight_prosody=0.0)
     all_aux = LossConfig(aux_weight_text=0.3, aux_weight_face=0.3, aux_weight_prosody=0.3)
     times, tokens = {}, {}
@@ -126,6 +132,10 @@ def bench_train(model_path: str, rows: list[dict], labels: LabelSet, frame_size:
         f"all-aux step {times[False, 'all'] / times[True, 'all']:.2f}x faster"
     )
 
+
+def _bench_evaluation(model_path: str, rows: list[dict], labels: LabelSet, frame_size: int) -> None:
+    """After training on the main task: first-token scoring vs generate + parse, then vs sequence
+    scoring, on the same 48 clips."""
     processor = load_processor(model_path)
     AudioFeatureCache.install(processor, DataConfig().audio_feature_cache_mb * 2**20)
     model = _model(model_path)
