@@ -62,7 +62,7 @@ TOWER_LORA_REGEX = (
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
-def _offline() -> bool:
+def hub_offline() -> bool:
     """HF_HUB_OFFLINE as set now (huggingface_hub reads it once, at import)."""
     flag = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
     return huggingface_hub.constants.HF_HUB_OFFLINE or flag.strip().lower() in {"1", "true", "yes", "on"}
@@ -85,9 +85,9 @@ def resolve_checkpoint(name_or_path: str) -> str:
     if not _REPO_ID.fullmatch(name_or_path) or ".." in name_or_path:
         raise FileNotFoundError(f"model directory {name_or_path!r} does not exist")
     try:
-        cached_file(name_or_path, "config.json", local_files_only=_offline())
+        cached_file(name_or_path, "config.json", local_files_only=hub_offline())
     except OSError as error:
-        where = "in the local Hugging Face cache (HF_HUB_OFFLINE is set)" if _offline() else "on the Hub"
+        where = "in the local Hugging Face cache (HF_HUB_OFFLINE is set)" if hub_offline() else "on the Hub"
         raise FileNotFoundError(
             f"model {name_or_path!r} is neither an existing directory nor a repo found {where}: {error}"
         ) from None
@@ -98,7 +98,7 @@ def _read_config_json(checkpoint: str) -> dict:
     if Path(checkpoint).is_dir():
         config_file = Path(checkpoint) / "config.json"
     else:
-        config_file = Path(cached_file(checkpoint, "config.json", local_files_only=_offline()))
+        config_file = Path(cached_file(checkpoint, "config.json", local_files_only=hub_offline()))
     return json.loads(config_file.read_text())
 
 
@@ -133,7 +133,7 @@ def thinker_config_of(checkpoint: str) -> tuple[str, Qwen2_5OmniThinkerConfig]:
 def load_processor(name_or_path: str) -> Qwen2_5OmniProcessor:
     """The checkpoint's ``Qwen2_5OmniProcessor`` (tokenizer, Whisper features, image/video processors)."""
     checkpoint = resolve_checkpoint(name_or_path)
-    processor = AutoProcessor.from_pretrained(checkpoint, local_files_only=_offline())
+    processor = AutoProcessor.from_pretrained(checkpoint, local_files_only=hub_offline())
     if not isinstance(processor, Qwen2_5OmniProcessor):
         raise TypeError(f"{name_or_path!r} has a {type(processor).__name__}, expected a Qwen2_5OmniProcessor")
     return processor
@@ -165,7 +165,7 @@ def load_thinker(
     model_type, config = thinker_config_of(checkpoint)
     dtype = resolve_dtype(cfg.dtype, device)
     model, info = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(
-        checkpoint, config=config, dtype=dtype, local_files_only=_offline(), output_loading_info=True
+        checkpoint, config=config, dtype=dtype, local_files_only=hub_offline(), output_loading_info=True
     )
     # A renaming that silently failed would leave randomly initialised weights: refuse that.
     if info["missing_keys"] or info["mismatched_keys"]:
