@@ -82,11 +82,10 @@ def resolve_scoring(tokenizer, labels: LabelSet, requested: str = "auto") -> Sco
         single = all(len(ids) == 1 for ids in token_ids) and len(set(token_ids)) == len(token_ids)
         method = "first_token" if single else "sequence"
     if method == "sequence":
+        seen: dict[tuple[int, ...], str] = {}
         for name, ids in zip(labels.names, token_ids, strict=True):
             if not ids:
                 raise ValueError(f"verbalizer of {name!r} tokenizes to no tokens")
-        seen: dict[tuple[int, ...], str] = {}
-        for name, ids in zip(labels.names, token_ids, strict=True):
             if ids in seen:
                 raise ValueError(
                     f"verbalizers of {seen[ids]!r} and {name!r} tokenize to the same tokens {list(ids)}; "
