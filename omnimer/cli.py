@@ -36,10 +36,6 @@ def _synth(args: argparse.Namespace) -> int:
         size=args.size,
         label_in=args.label_in,
     )
-    if args.from_annotations and args.label_in != "all":
-        raise ValueError(
-            "--label-in draws the modality labels, --from-annotations keeps the set's own: use one of them"
-        )
     summary = synthesize(
         Path(args.out),
         config,

@@ -95,6 +95,16 @@ def test_bad_flag_value(tmp_path, cli_env):
     assert result.returncode == 2 and "frames must be in [1, 256], got 0" in result.stderr
 
 
+def test_synth_refuses_label_in_with_annotations_and_unknown_modalities(tmp_path, cli_env):
+    out = str(tmp_path / "corpus")
+    both = run(["synth", "--out", out, "--label-in", "video", "--from-annotations", str(tmp_path)], cli_env)
+    assert both.returncode == 2 and "use --label-in or --from-annotations, not both" in both.stderr
+    unknown = run(["synth", "--out", out, "--label-in", "face"], cli_env)
+    assert unknown.returncode == 2
+    assert "label_in must be one of all, text, audio, video, got 'face'" in unknown.stderr
+    assert not (tmp_path / "corpus").exists()  # nothing written
+
+
 def test_inspect_unfinished_dataset(tmp_path, cli_env):
     (tmp_path / "half" / "train").mkdir(parents=True)
     result = run(["inspect", str(tmp_path / "half")], cli_env)

@@ -153,6 +153,11 @@ def synthesize(
         raise FileExistsError(
             f"output directory {out} exists and is not empty; choose a new --out or remove it"
         )
+    if from_annotations is not None and config.label_in != "all":
+        raise ValueError(
+            f"label_in={config.label_in!r} draws the modality labels, but an annotation set "
+            f"({from_annotations}) keeps its own: use --label-in or --from-annotations, not both"
+        )
     started = time.perf_counter()
     source = None
     if from_annotations is None:
