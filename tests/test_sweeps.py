@@ -437,3 +437,25 @@ def test_a_sweep_settles_the_runs_in_a_bucket(s3_bucket):
     assert (closed["status"], closed["best_epoch"], len(closed["epochs"])) == ("failed", 2, 2)
     assert closed["error"] == "the trial ended before its run finished"
     assert settle_run_dir(storage.join(runs, "absent"), Status.FAILED) is None
+
+
+@pytest.mark.parametrize("preset", [None, "1"])
+def test_a_run_starts_no_preemption_watcher_unless_asked(ray_local, tmp_path, monkeypatch, preset):
+    """Ray Train's per-run PreemptionWatcher (one more actor per trial) is off by default; a user's own
+    RAY_TRAIN_ENABLE_PREEMPTION_WATCHER wins. The trainer hands the variable on to its controller."""
+    from ray.train.v2._internal.constants import get_env_vars_to_propagate
+
+    from omnimer.training.driver import PREEMPTION_WATCHER_ENV, build_trainer
+
+    if preset is None:
+        monkeypatch.delenv(PREEMPTION_WATCHER_ENV, raising=False)
+    else:
+        monkeypatch.setenv(PREEMPTION_WATCHER_ENV, preset)
+    cfg = with_absolute_paths(
+        TrainConfig.from_dict(
+            yaml.safe_load(DEMO.read_text()) | {"run": {"output_dir": str(tmp_path), "name": "w"}}
+        )
+    )
+    build_trainer(cfg, dataset=ray_local.data.from_items([{"x": 1}]))
+    expected = "0" if preset is None else preset
+    assert get_env_vars_to_propagate()[PREEMPTION_WATCHER_ENV] == expected

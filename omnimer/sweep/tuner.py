@@ -121,7 +121,12 @@ def build_tuner(request: SweepRequest, base: TrainConfig, slots: int, trainable)
             "subset": tune.grid_search([list(s) for s in LATTICE if subset_name(s) in request.subsets]),
             "seed": tune.grid_search(request.seeds),
         }
-        tune_config = tune.TuneConfig(max_concurrent_trials=slots, reuse_actors=False)
+        # A grid trial's process (Tune's function actor: Python, Ray, torch and omnimer imported,
+        # about 8 CPU-s on the demo's 2 cores) takes the next trial once its Train run has ended; a
+        # grid trial ends only when its run did. Not in a search: ASHA stops a trial while its Train
+        # run is still going, Tune cannot reset that actor (its thread outlives
+        # TUNE_FUNCTION_THREAD_TIMEOUT_S) and would fail the next trial it hands to it.
+        tune_config = tune.TuneConfig(max_concurrent_trials=slots, reuse_actors=True)
         return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
 
     searcher, scheduler = search.build_search(
