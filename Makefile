@@ -20,6 +20,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q $(TORCH_PINS)
 	$(PY) -m pip install -q --no-build-isolation $(DEEPSPEED_PIN)
 	$(PY) -m pip install -q -e '.[dev]'
+	# DeepSpeed JIT-compiles its shared-memory collective op (about a minute of a C++ compiler on 2
+	# cores) the first time a worker initialises it; built here, the first trials of a sweep do not
+	# wait for it. (A no-op where the accelerator has no such op.)
+	$(PY) -c "from deepspeed.comm.torch import build_shm_op; build_shm_op()"
 	touch $(STAMP)
 
 # The demo's steps are file targets, so a second `make demo` reuses the corpus and the shards.
