@@ -211,55 +211,14 @@ def shipped_copy(target: Path, change: str) -> Path:
     return target
 
 
-def test_a_job_resubmitted_after_the_cluster_restarts_resumes_and_runs_nothing(env, tmp_path):
-    """Head, job, head stopped, a new head (new session, new temp dir), the same job from a newer copy
-    of the code: the second job succeeds, starts no trial and leaves every record as it was; nothing
-    in the experiment names a path into a session's unpacked working dir; the report says which
-    invocation ran which trials."""
-    storage = tmp_path / "exp"
-    args = ablation("restart", storage, "none,all")
-    experiment = storage / "restart"
-    with ray_head(env, tmp_path, "first") as head:
-        code, output, submission = head.submit(REPO, args)
-        assert code == 0, output[-6000:]
-        assert f"Job '{submission}' succeeded" in head.status(submission)
-    # omnimer came from the uploaded working dir, not from the checkout or site-packages.
-    origin = next(line for line in output.splitlines() if "omnimer from" in line)
-    assert "runtime_resources" in origin and str(REPO) not in origin
-    assert "2 finished; invocation 1 (source " in output and ") ran 2 trial(s)" in output
-    before, trials = records(experiment), trial_dirs(experiment)
-    assert len(before) == 2 and all(json.loads(r)["status"] == "finished" for r in before.values())
-    # sweep.json, records, Tune's state (JSON and pickles), checkpoints, events.
-    for path in (p for p in experiment.rglob("*") if p.is_file()):
-        assert b"_ray_pkg_" not in path.read_bytes(), f"{path} names a path into the job's working dir"
-    assert json.loads((experiment / "sweep.json").read_text())["config_path"] == "sweeps/configs/smoke.yaml"
-
-    newer = shipped_copy(tmp_path / "checkout", "a newer commit")
-    with ray_head(env, tmp_path, "second") as head:
-        code, output, submission = head.submit(newer, args)
-        assert code == 0, output[-6000:]
-    assert f"resuming {experiment}" in output
-    assert "2 finished; invocation 2 (source " in output and ") ran 0 trial(s)" in output
-    assert records(experiment) == before and trial_dirs(experiment) == trials
-    invocations = json.loads((experiment / "invocations.json").read_text())
-    assert [(i["invocation"], i["resumed"]) for i in invocations] == [(1, False), (2, True)]
-    assert invocations[0]["source_sha256"] != invocations[1]["source_sha256"]
-    assert all(i["git"]["sha"] is None for i in invocations)  # a job's working dir has no .git
-
-    from analysis.__main__ import main as analysis_main
-
-    assert analysis_main(["report", str(experiment), "--out", str(tmp_path / "report")]) == 0
-    text = (tmp_path / "report" / "report.md").read_text()
-    assert "## Invocations" in text
-    rows = [line for line in text.splitlines() if re.match(r"\| [12] \| \d{4}-", line)]
-    assert len(rows) == 2
-    assert "| 2: `none-seed0`, `text+face+prosody-seed0` |" in rows[0] and rows[1].endswith("| 0: — |")
-
-
-def test_a_job_killed_part_way_resumes_on_a_new_head_and_runs_each_cell_once(env, tmp_path):
+def test_a_job_killed_part_way_resumes_on_a_new_head_and_a_finished_sweep_runs_nothing(env, tmp_path):
     """The first job's driver is killed after its first trial finished (one trial slot, so another is
-    mid-run and one has not started) and its head stopped; the same job on a new head finishes the
-    sweep: each cell finished exactly once, the trial finished before the kill untouched."""
+    mid-run and one has not started) and its head stopped; the same job from a newer copy of the code
+    on a new head (new session, new temp dir) finishes the sweep: each cell finished exactly once, the
+    trial finished before the kill untouched. Submitted once more, the finished sweep starts no trial
+    and leaves every record as it was; nothing in the experiment names a path into a session's unpacked
+    working dir; the report says which invocation ran which trials. (One scenario, two heads: each
+    head and each job costs a minute of start-up on 2 cores.)"""
     storage = tmp_path / "exp"
     # One trial at a time (0.125 driver + 0.5 worker of the 1 CPU left to trials): the kill lands
     # between trials.
@@ -283,19 +242,52 @@ def test_a_job_killed_part_way_resumes_on_a_new_head_and_runs_each_cell_once(env
         json.loads(r)["status"] != "finished" for r in records(experiment).values()
     ), "the sweep finished before it could be killed"
 
+    newer = shipped_copy(tmp_path / "checkout", "a newer commit")
     with ray_head(env, tmp_path, "second") as head:
+        code, output, submission = head.submit(newer, args)
+        assert code == 0, output[-6000:]
+        assert f"Job '{submission}' succeeded" in head.status(submission)
+        # omnimer came from the uploaded working dir, not from the checkout or site-packages.
+        origin = next(line for line in output.splitlines() if "omnimer from" in line)
+        assert "runtime_resources" in origin and str(REPO) not in origin
+        assert f"resuming {experiment}" in output and "3 finished; invocation 2" in output
+        after = {name: json.loads(text) for name, text in records(experiment).items()}
+        assert set(after) == {"none-seed0", "text-seed0", "text+face+prosody-seed0"}
+        assert {r["status"] for r in after.values()} == {"finished"}
+        trials = trial_dirs(experiment)
+        assert len(trials) == 3  # one Tune trial per cell: none was started twice
+        (name, record), *_ = finished.items()
+        assert records(experiment)[name] == record  # kept as it was, not trained again
+        assert after[name]["sweep"]["invocation"] == 1
+        assert all(r["sweep"]["invocation"] == 2 for n, r in after.items() if n != name)
+        for run in after.values():
+            assert len(run["epochs"]) == 2 and 0 <= run["test"]["macro_f1"] <= 1
+
+        # The finished sweep, submitted again from the repository's own code (another package hash).
+        before = records(experiment)
         code, output, _ = head.submit(REPO, args)
         assert code == 0, output[-6000:]
-    assert f"resuming {experiment}" in output and "3 finished; invocation 2" in output
-    after = {name: json.loads(text) for name, text in records(experiment).items()}
-    assert set(after) == {"none-seed0", "text-seed0", "text+face+prosody-seed0"}
-    assert {r["status"] for r in after.values()} == {"finished"}
-    assert len(trial_dirs(experiment)) == 3  # one Tune trial per cell: none was started twice
-    (name, record), *_ = finished.items()
-    assert records(experiment)[name] == record  # kept as it was, not trained again
-    assert after[name]["sweep"]["invocation"] == 1
-    assert all(r["sweep"]["invocation"] == 2 for n, r in after.items() if n != name)
-    for record in after.values():
-        assert len(record["epochs"]) == 2 and 0 <= record["test"]["macro_f1"] <= 1
+    assert "3 finished; invocation 3 (source " in output and ") ran 0 trial(s)" in output
+    assert records(experiment) == before and trial_dirs(experiment) == trials
+    # sweep.json, records, Tune's state (JSON and pickles), checkpoints, events.
+    for path in (p for p in experiment.rglob("*") if p.is_file()):
+        assert b"_ray_pkg_" not in path.read_bytes(), f"{path} names a path into the job's working dir"
+    assert json.loads((experiment / "sweep.json").read_text())["config_path"] == "sweeps/configs/smoke.yaml"
     invocations = json.loads((experiment / "invocations.json").read_text())
-    assert [(i["invocation"], i["wall_seconds"] is None) for i in invocations] == [(1, True), (2, False)]
+    assert [(i["invocation"], i["resumed"], i["wall_seconds"] is None) for i in invocations] == [
+        (1, False, True),
+        (2, True, False),
+        (3, True, False),
+    ]
+    sources = [i["source_sha256"] for i in invocations]
+    assert sources[0] == sources[2] != sources[1]
+    assert all(i["git"]["sha"] is None for i in invocations)  # a job's working dir has no .git
+
+    from analysis.__main__ import main as analysis_main
+
+    assert analysis_main(["report", str(experiment), "--out", str(tmp_path / "report")]) == 0
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "## Invocations" in text
+    rows = [line for line in text.splitlines() if re.match(r"\| [123] \| \d{4}-", line)]
+    assert len(rows) == 3
+    assert f"| 1: `{name}` |" in rows[0] and "| 2: `" in rows[1] and rows[2].endswith("| 0: — |")
