@@ -1,11 +1,16 @@
-"""The sweep bench's efficiency figures from a sweep's records and invocations.json (no Ray)."""
+"""The sweep bench's efficiency figures from a sweep's records and invocations.json (no Ray), and its
+per-process CPU accounting on real processes."""
 
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
+from bench.process_cpu import ProcessCPU, process_kind, run_sampled
 from bench.sweep_bench import bench_sweep, sweep_efficiency
+
+FIRST = {"model staging": 1.0, "model": 2.0, "data": 3.0, "DeepSpeed": 4.0}
 
 
 def write_sweep(exp, setups) -> None:
@@ -15,7 +20,7 @@ def write_sweep(exp, setups) -> None:
         record = {
             "status": "finished",
             "wall_seconds": 60.0,
-            "epochs": [{"seconds": 20.0}, {"seconds": 20.0}],
+            "epochs": [{"seconds": 20.0}, {"seconds": 20.0 + 10 * i}],
         }
         if setup is not None:
             record["setup_seconds"] = setup
@@ -25,17 +30,39 @@ def write_sweep(exp, setups) -> None:
 
 def test_start_up_is_split_into_the_workers_set_up_and_the_rest(tmp_path, capsys):
     exp = tmp_path / "exp"
-    first = {"model staging": 1.0, "model": 2.0, "data": 3.0, "DeepSpeed": 4.0}
-    write_sweep(exp, [[first], [{**first, "data": 5.0}, {"model staging": 0.0}]])
+    write_sweep(exp, [[FIRST], [{**FIRST, "data": 5.0}, {"model staging": 0.0}]])
     e = sweep_efficiency(exp)
-    assert e["occupancy"] == pytest.approx(120 / 200) and e["useful"] == pytest.approx(80 / 200)
-    assert e["startup_mean"] == pytest.approx(20.0)
+    assert e["occupancy"] == pytest.approx(120 / 200) and "useful" not in e
+    assert e["startup_mean"] == pytest.approx(15.0)
     # the first start of each trial only: a restart's set-up is not part of the start-up
     assert e["setup"] == pytest.approx({"model staging": 1.0, "model": 2.0, "data": 4.0, "DeepSpeed": 4.0})
     bench_sweep(exp)
     out = capsys.readouterr().out
-    assert "of which the workers' set-up (mean of 2 trials): model staging 1.0 s, model 2.0 s" in out
-    assert "the rest 9.0 s (Ray's actors" in out
+    assert "of which the workers' set-up: model staging 1.0 s, model 2.0 s, data 4.0 s" in out
+    assert "the rest 4.0 s (Ray's actors" in out
+
+
+def test_the_useful_share_counts_each_trials_epochs_as_they_run_alone(tmp_path, capsys):
+    """Trial t1's epochs took 50 s in the sweep and 25 s alone: every trial ran 2× slower, so the
+    sweep's 40 + 50 s of epochs are 45 s alone, on 2 CPUs for 100 s."""
+    exp = tmp_path / "exp"
+    write_sweep(exp, [[FIRST], [FIRST]])
+    epochs = [{"seconds": 10.0}, {"seconds": 15.0}]
+    alone_record = {"wall_seconds": 35.0, "epochs": epochs, "setup_seconds": [FIRST]}
+    kinds = {"ray::RayTrainWorker": (1, 33.0), "ray::TrainController": (1, 4.0)}
+    cost = ProcessCPU(wall=40.0, busy=70.0, kinds=kinds)
+    alone = {"name": "t1", "record": alone_record, "cost": cost}
+    e = sweep_efficiency(exp, alone, cpus=2)
+    assert e["slowdown"] == pytest.approx(2.0) and e["useful"] == pytest.approx(45 / 200)
+    assert e["alone_startup"] == pytest.approx(10.0)
+    bench_sweep(exp, alone, cpus=2)
+    out = capsys.readouterr().out
+    assert "calibration: t1 alone on this machine, epochs 25.0 s; in the sweep 2.00× that" in out
+    assert "useful share    Σ epoch time alone / (wall × 2 CPUs) :   0.23" in out
+    assert "per-trial start-up alone                              :   10.0 s" in out
+    assert "33.0 CPU-s    1 process(es)  ray::RayTrainWorker" in out
+    with pytest.raises(ValueError, match="its trial t9 did not finish: no calibration"):
+        sweep_efficiency(exp, {**alone, "name": "t9"}, cpus=2)
 
 
 def test_records_without_setup_seconds_say_so(tmp_path, capsys):
@@ -43,3 +70,17 @@ def test_records_without_setup_seconds_say_so(tmp_path, capsys):
     write_sweep(exp, [None])
     bench_sweep(exp)
     assert "these records predate setup_seconds" in capsys.readouterr().out
+
+
+def test_process_kinds_name_ray_actors_by_class():
+    assert process_kind(["ray::ImplicitFunc.train", ""]) == "ray::ImplicitFunc"
+    assert process_kind(["/x/bin/raylet", "--node"]) == "raylet"
+    assert process_kind(["/x/bin/python", "sweeps/aux_ablation.py", "--mode"]) == "python aux_ablation.py"
+
+
+def test_the_cpu_of_a_child_that_computes_is_counted():
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 1.0: pass\ntime.sleep(0.5)"
+    code, cost = run_sampled([sys.executable, "-c", burn], interval=0.1)
+    assert code == 0
+    n, cpu = cost.kinds[f"{sys.executable.rsplit('/', 1)[1]} -c"]
+    assert n == 1 and 0.9 <= cpu <= 2.0 and cost.busy >= 0.9

@@ -6,8 +6,9 @@
 - batch preparation: reading a split's batches (frames + audio as numpy) from the shards, with plain
   pyarrow and through Ray Data, vs decoding the same clips from mp4/wav with decord on every step;
 - training: step time with all aux tasks vs main-only, closed-set scoring vs ``generate``;
-- sweeps: the demo sweep's slot occupancy and per-trial start-up overhead (``make bench`` runs the
-  demo sweep first if it has not run).
+- sweeps: the demo sweep's useful share of the machine, calibrated by one of its trials run alone
+  here, its slot occupancy, and where a trial's start-up goes (``make bench`` runs the demo sweep
+  first if it has not run; tests/bench/sweep_bench.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .sweep_bench import bench_sweep
+from .sweep_bench import main as bench_sweep
 
 
 def _batches_from_pyarrow(path: Path, split: str, batch_size: int) -> int:

@@ -1,10 +1,15 @@
-"""Sweep efficiency of a finished sweep (the demo's, by default), from its records and invocations.json:
+"""Sweep efficiency of a finished sweep (the demo's, by default), from its records and invocations.json,
+calibrated by one of its trials run alone on the same machine:
 
+- useful share: Σ each trial's epoch time alone / (sweep wall × CPUs), the machine's time that went
+  into training. A trial's epoch time alone is its epoch time in the sweep divided by the slowdown
+  of the calibration trial (the all-aux cell of the sweep's first seed, run alone by this bench with
+  the sweep's own config: its epochs in the sweep / its epochs alone);
 - slot occupancy: Σ trial wall time / (sweep wall × slots), how busy the sweep kept its trial slots;
-- useful-work share: Σ epoch time (train + eval) / (sweep wall × slots);
-- per-trial start-up overhead: a trial's wall time minus its epochs' (Ray Train controller, worker
-  processes, model load, DeepSpeed init, checkpoints, shutdown), and of it what the workers' own
-  set-up took (the records' ``setup_seconds``: model staging, model load, data, DeepSpeed).
+- per-trial start-up: a trial's wall time minus its epochs' (Ray Train controller, worker processes,
+  model load, DeepSpeed init, checkpoints, shutdown), in the sweep and alone, and of it what the
+  workers' own set-up took (the records' ``setup_seconds``: model staging, model, data, DeepSpeed);
+- the calibration run's CPU-seconds per kind of process (tests/bench/process_cpu.py).
 
     python -m tests.bench.sweep_bench runs/demo/sweeps/demo
 """
@@ -12,30 +17,73 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
+import yaml
+
+from .process_cpu import ProcessCPU, print_cost, run_sampled
+
+REPO = Path(__file__).resolve().parents[2]
+# The costliest cell of the grid, so that the slowdown is measured where the sweep spends most.
+CALIBRATION_CELL = "text+face+prosody"
 
 
-def sweep_efficiency(experiment: Path) -> dict:
+def epoch_seconds(record: dict) -> float:
+    return sum(e["seconds"] for e in record["epochs"])
+
+
+def first_setup(record: dict) -> dict:
+    """The first start of the run's worker group (a restart adds another entry)."""
+    return record["setup_seconds"][0] if record.get("setup_seconds") else {}
+
+
+def calibrate(experiment: Path, workdir: Path) -> dict:
+    """Run the sweep's calibration trial alone: the all-aux cell at the sweep's first seed, with the
+    sweep's base config, as a one-trial sweep on a local Ray of its own. Returns the trial's name,
+    its record and what its processes cost."""
+    request = json.loads((experiment / "sweep.json").read_text())
+    seed = request["seeds"][0]
+    config = workdir / "calibration.yaml"
+    config.write_text(yaml.safe_dump(request["base"]))
+    command = [sys.executable, "sweeps/aux_ablation.py", "--mode", "ablation", "--config", str(config)]
+    command += ["--name", "alone", "--storage-path", str(workdir), "--seeds", str(seed), "--subsets", "all"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    log = workdir / "alone.log"
+    with open(log, "w") as out:
+        code, cost = run_sampled(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+    records = list((workdir / "alone" / "runs").glob("*/record.json"))
+    if code != 0 or not records:
+        raise RuntimeError(f"the calibration trial failed (exit code {code}): see {log}")
+    record = json.loads(records[0].read_text())
+    return {"name": f"{CALIBRATION_CELL}-seed{seed}", "record": record, "cost": cost}
+
+
+def sweep_efficiency(experiment: Path, alone: dict | None = None, cpus: int | None = None) -> dict:
+    """The figures above; ``alone`` is :func:`calibrate`'s result (without it, no useful share)."""
     # An invocation whose driver was killed has no wall time: its share of the sweep is not known.
     timings = [
         t for t in json.loads((experiment / "invocations.json").read_text()) if t["wall_seconds"] is not None
     ]
-    records = [json.loads(p.read_text()) for p in sorted((experiment / "runs").glob("*/record.json"))]
-    finished = [r for r in records if r["status"] in ("finished", "stopped") and "wall_seconds" in r]
+    paths = sorted((experiment / "runs").glob("*/record.json"))
+    records = {p.parent.name: json.loads(p.read_text()) for p in paths}
+    finished = {
+        n: r for n, r in records.items() if r["status"] in ("finished", "stopped") and "wall_seconds" in r
+    }
     if not finished:
         raise ValueError(f"{experiment}: no finished trial with timings")
     wall = sum(t["wall_seconds"] for t in timings)
     slots = max(t["slots"] for t in timings)
-    trial_wall = np.array([r["wall_seconds"] for r in finished])
-    epoch_time = np.array([sum(e["seconds"] for e in r["epochs"]) for r in finished])
+    trial_wall = np.array([r["wall_seconds"] for r in finished.values()])
+    epoch_time = np.array([epoch_seconds(r) for r in finished.values()])
     overhead = trial_wall - epoch_time
-    # The first start of each trial's worker group (a restart adds another entry).
-    setups = [r["setup_seconds"][0] for r in finished if r.get("setup_seconds")]
+    setups = [first_setup(r) for r in finished.values() if r.get("setup_seconds")]
     setup = {key: float(np.mean([s.get(key, 0.0) for s in setups])) for key in (setups[0] if setups else {})}
-    return {
+    out = {
         "setup": setup,
         "setup_trials": len(setups),
         "trials": len(finished),
@@ -43,38 +91,76 @@ def sweep_efficiency(experiment: Path) -> dict:
         "wall": wall,
         "slots": slots,
         "occupancy": trial_wall.sum() / (wall * slots),
-        "useful": epoch_time.sum() / (wall * slots),
         "startup_mean": float(overhead.mean()),
         "startup_min": float(overhead.min()),
         "startup_max": float(overhead.max()),
     }
+    if alone is not None:
+        if alone["name"] not in finished:
+            raise ValueError(f"{experiment}: its trial {alone['name']} did not finish: no calibration")
+        cpus = cpus or os.cpu_count()
+        alone_epochs = epoch_seconds(alone["record"])
+        slowdown = epoch_seconds(finished[alone["name"]]) / alone_epochs
+        out |= {
+            "cpus": cpus,
+            "slowdown": slowdown,
+            "alone_epochs": alone_epochs,
+            "useful": float(epoch_time.sum() / slowdown / (wall * cpus)),
+            "alone_startup": alone["record"]["wall_seconds"] - alone_epochs,
+            "alone_setup": first_setup(alone["record"]),
+        }
+    return out
 
 
-def bench_sweep(experiment: Path) -> None:
+def print_setup(setup: dict, startup: float, indent: str) -> None:
+    parts = ", ".join(f"{key} {seconds:.1f} s" for key, seconds in setup.items())
+    print(
+        f"{indent}of which the workers' set-up: {parts}; the rest {startup - sum(setup.values()):.1f} s "
+        "(Ray's actors and their imports, dataset handoff, checkpoints, shutdown)"
+    )
+
+
+def bench_sweep(experiment: Path, alone: dict | None = None, cpus: int | None = None) -> None:
     if not (experiment / "invocations.json").is_file():
         print(f"sweep efficiency: {experiment} has no finished sweep (run `make demo` first)")
         return
-    e = sweep_efficiency(experiment)
+    e = sweep_efficiency(experiment, alone, cpus)
     print(
         f"sweep efficiency of {experiment} ({e['trials']} trials, {e['slots']} slots, wall {e['wall']:.0f} s"
         f" over {e['invocations']} invocation(s)):"
     )
-    print(f"  slot occupancy  Σ trial wall / (wall × slots)      : {e['occupancy']:6.2f}")
-    print(f"  useful work     Σ epoch time / (wall × slots)      : {e['useful']:6.2f}")
+    if alone is not None:
+        print(
+            f"  calibration: {alone['name']} alone on this machine, epochs {e['alone_epochs']:.1f} s; in the "
+            f"sweep {e['slowdown']:.2f}× that"
+        )
+        print(
+            f"  useful share    Σ epoch time alone / (wall × {e['cpus']} CPUs) : {e['useful']:6.2f}"
+            f"   (each trial's epochs alone = its epochs in the sweep / {e['slowdown']:.2f})"
+        )
+    print(f"  slot occupancy  Σ trial wall / (wall × slots)         : {e['occupancy']:6.2f}")
     print(
-        f"  per-trial start-up overhead (trial wall − epochs)  : {e['startup_mean']:6.1f} s"
+        f"  per-trial start-up in the sweep (trial wall − epochs) : {e['startup_mean']:6.1f} s"
         f"  (min {e['startup_min']:.1f}, max {e['startup_max']:.1f})"
     )
     if e["setup"]:
-        parts = ", ".join(f"{key} {seconds:.1f} s" for key, seconds in e["setup"].items())
-        rest = e["startup_mean"] - sum(e["setup"].values())
-        print(
-            f"    of which the workers' set-up (mean of {e['setup_trials']} trials): {parts}; the rest "
-            f"{rest:.1f} s (Ray's actors and their imports, checkpoints, shutdown)"
-        )
+        print_setup(e["setup"], e["startup_mean"], f"    (mean of {e['setup_trials']} trials) ")
     else:
         print("    (these records predate setup_seconds: no breakdown of the start-up)")
+    if alone is not None:
+        print(f"  per-trial start-up alone                              : {e['alone_startup']:6.1f} s")
+        if e["alone_setup"]:
+            print_setup(e["alone_setup"], e["alone_startup"], "    ")
+        cost: ProcessCPU = alone["cost"]
+        print("  the calibration run's processes (a one-trial sweep: its driver and local Ray included):")
+        print_cost(cost)
+
+
+def main(experiment: Path) -> None:
+    with tempfile.TemporaryDirectory(prefix="omnimer-calibration-") as workdir:
+        alone = calibrate(experiment, Path(workdir)) if (experiment / "sweep.json").is_file() else None
+        bench_sweep(experiment, alone)
 
 
 if __name__ == "__main__":
-    bench_sweep(Path(sys.argv[1] if len(sys.argv) > 1 else "runs/demo/sweeps/demo"))
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "runs/demo/sweeps/demo"))
