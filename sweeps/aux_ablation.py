@@ -18,6 +18,10 @@ On a laptop or CI (embedded default: tiny Thinker + synthetic IndoMER-format sha
     python sweeps/aux_ablation.py --mode ablation --smoke-test --name smoke --storage-path runs/sweeps
     python sweeps/aux_ablation.py --mode search --smoke-test --name smoke-search --storage-path runs/sweeps
 
+What a sweep will cost, before it runs (one probe trial on the cluster; see :mod:`omnimer.sweep.plan`):
+
+    python sweeps/aux_ablation.py --mode ablation --smoke-test --name smoke --storage-path runs/sweeps --plan
+
 This script parses the arguments and calls the library (STYLE: Ray examples' three layers):
 
   1. :func:`omnimer.training.worker.train_loop_per_worker`: the per-worker training function;
@@ -155,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--smoke-test", action="store_true", help="embedded tiny model + synthetic shards, a few steps"
     )
     parser.add_argument("--num-cpus", type=int, help="CPUs of a local Ray (default: all)")
+    parser.add_argument(
+        "--plan",
+        action="store_true",
+        help="run no trial: probe one on this cluster and print the sweep's projected cost, for this "
+        "layout and the others that fit (also <storage-path>/<name>/plan.json)",
+    )
     parser.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. train.lr=1e-4")
     return parser
 
@@ -173,10 +183,16 @@ def main(argv: list[str] | None = None) -> int:
     terminal_logging()
     args = build_parser().parse_args(argv)
     log.info("omnimer from %s", Path(omnimer.__file__).parent)
+    from omnimer.sweep.plan import describe, make_plan, planned_vs_actual
+    from omnimer.sweep.request import check_same_sweep
     from omnimer.sweep.tuner import run_records, run_sweep, settle_records
 
     try:
         request = prepare(args)
+        if args.plan:
+            check_same_sweep(request.experiment_dir, request)  # another sweep's dir is refused
+            sys.stdout.write(describe(make_plan(request)))
+            return 0
         results, invocation = run_sweep(request)
     except (SweepError, ValueError, FileNotFoundError, storage.StorageError) as err:
         sys.stderr.write(f"aux_ablation: {err}\n")
@@ -195,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if request.mode == "ablation":
         sys.stdout.write(ablation_summary(request.experiment_dir, request.target))
+    records = [storage.read_json(path) for path in run_records(request.runs_dir)]
+    sys.stdout.write(planned_vs_actual(request.experiment_dir, invocation["invocation"], records) or "")
     errors = [r for r in results if r.error is not None]
     return 1 if errors else 0
 

@@ -20,6 +20,8 @@ import pyarrow.fs as pafs
 import pytest
 from sweepfiles import smoke_ablation, trial_dirs
 
+from omnimer.subsets import LATTICE, subset_name
+
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = [sys.executable, str(REPO / "sweeps" / "aux_ablation.py")]
@@ -78,13 +80,25 @@ def test_search_smoke_writes_the_study_and_a_rerun_adds_no_trial(storage, env):
 
 
 def test_the_grid_survives_a_killed_driver_without_losing_or_repeating_trials(storage, env):
-    """The whole ablation grid (seed 0), its driver killed after two trials as a lost head node's
-    would be, then resumed: each of the 8 cells finished once with its λ, the trials finished before
-    the kill are untouched, and the sweep closes with the analysis package's table. (An uninterrupted
-    ablation, its summary and its no-op re-run are the S3 test's; one 8-trial sweep here keeps the
-    suite short.)"""
+    """The whole ablation grid (seed 0), planned first (``--plan``: a probe, no trial), its driver
+    killed after two trials as a lost head node's would be, then resumed: each of the 8 cells
+    finished once with its λ, the trials finished before the kill are untouched, and the sweep closes
+    with the analysis package's table, then planned vs actual. (An uninterrupted ablation, its summary
+    and its no-op re-run are the S3 test's; one 8-trial sweep here keeps the suite short.)"""
     args = smoke_ablation("killed", str(storage))
     experiment = storage / "killed"
+    # First its plan: one probe trial, no trial of the sweep.
+    planned = sweep([*args, "--plan"], env)
+    plan = json.loads((experiment / "plan.json").read_text())
+    assert plan["trials"] == 8 and plan["probe"]["steps"] == 2 and plan["layout"]["workers"] == 1
+    measured = next(row for row in plan["layouts"] if row["measured"])
+    assert set(measured["trial_seconds"]) == {f"{subset_name(s)}-seed0" for s in LATTICE}
+    assert 0 < plan["probe"]["seconds_per_step"] < plan["probe"]["startup_seconds"]
+    assert set(plan["probe"]["tokens_per_clip"]) == {"main", "text", "face", "prosody"}
+    assert (
+        "tokens per clip: main " in planned.stdout and "<- the config's layout (measured)" in planned.stdout
+    )
+    assert not (experiment / "runs").exists() and not (experiment / "sweep.json").exists()
     log = open(storage / "killed.log", "w")  # noqa: SIM115 - closed below, after the process ends
     driver = subprocess.Popen(
         SCRIPT + args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True
@@ -130,6 +144,10 @@ def test_the_grid_survives_a_killed_driver_without_losing_or_repeating_trials(st
     rows = [line for line in resumed.stdout.splitlines() if cell.match(line)]
     assert len(rows) == 8 and rows[0].startswith("| ✗ | ✗ | ✗ |") and rows[-1].startswith("| ✓ | ✓ | ✓ |")
     assert re.search(r"^  prosody  Shapley [+-]\d\.\d{3}", resumed.stdout, re.MULTILINE)
+    assert "planned vs actual (plan.json of " in resumed.stdout
+    assert re.search(
+        r"sweep wall: planned [\d.]+ min for 8 trial\(s\); invocation 2: [\d.]+ min for \d", resumed.stdout
+    )
 
 
 def test_ablation_smoke_on_s3_writes_every_output_to_the_bucket(s3_bucket, env, tmp_path):

@@ -129,11 +129,20 @@ def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
     )
 
 
-def build_trainer(cfg: TrainConfig, *, callbacks: list | None = None, dataset=None):
+def build_trainer(
+    cfg: TrainConfig,
+    *,
+    callbacks: list | None = None,
+    dataset=None,
+    loop=train_loop_per_worker,
+    loop_config: dict | None = None,
+):
     """The ``TorchTrainer`` of one run: every worker gets the whole (unsplit) dataset.
 
     ``dataset`` is the shards as a Ray Dataset, read here from ``cfg.data.path`` if not given (a sweep
-    passes one materialized dataset to all its trials, so no trial re-reads the files).
+    passes one materialized dataset to all its trials, so no trial re-reads the files). ``loop`` and
+    ``loop_config`` are the worker function and its argument: the training run's by default (the
+    config as a dict); a sweep's ``--plan`` runs its probe (:mod:`omnimer.sweep.plan`) instead.
     """
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -158,8 +167,8 @@ def build_trainer(cfg: TrainConfig, *, callbacks: list | None = None, dataset=No
     if cfg.train.use_gpu:
         resources["GPU"] = 1
     return TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config=cfg.to_dict(),
+        loop,
+        train_loop_config=cfg.to_dict() if loop_config is None else loop_config,
         torch_config=TorchConfig(backend="nccl" if cfg.train.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu, resources_per_worker=resources

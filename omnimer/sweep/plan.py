@@ -1,0 +1,397 @@
+"""``--plan``: what a sweep will cost, before it runs.
+
+    python sweeps/aux_ablation.py --mode ablation --config sweeps/configs/demo.yaml --name demo \\
+        --storage-path runs/demo/sweeps --seeds 0,1 data.path=runs/demo/shards \\
+        model.name_or_path=runs/demo/tiny-model --plan
+
+A probe (one Ray Train run of the sweep's costliest trial, the all-aux cell, with the real config and
+layout, on the cluster the command runs on) takes a few optimizer steps and scores a few validation
+clips; :func:`probe_loop_per_worker` measures tokens per clip of each task, seconds per step, scoring
+seconds per clip and peak memory per device, and the probe's wall time less that work is a trial's
+start-up. :func:`project` turns that into the sweep's trials, rounds, concurrency, wall time and
+device-hours, for the chosen layout and for the others (workers per trial 1/2/4/8 × ZeRO-2/3) that
+fit in memory. Written to ``<experiment>/plan.json``; a sweep that finds one there prints planned vs
+actual at its end (:func:`planned_vs_actual`).
+
+The projection's assumptions, printed with it: a trial's steps take as long per device whatever the
+number of workers (per-worker batch kept, communication not modelled); a cell costs the all-aux
+cell's step time scaled by its tokens per clip; valid and test are scored every epoch (an upper
+bound: test is scored only when valid improves); a ZeRO stage other than the probe's has the probe's
+step time (not measured); on CPU, trials running side by side slow each other down by the threads of
+all their workers over the CPUs (:func:`cpu_contention`), while a trial's start-up, which runs
+several processes at once, is counted at its wall time alone (so CPU sweeps come out optimistic).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+
+from omnimer import storage
+from omnimer.aux_tasks import AUX_TASKS
+from omnimer.config import TrainConfig
+from omnimer.subsets import LATTICE, subset_name
+
+PLAN_FILE = "plan.json"
+PROBE_STEPS = 4
+# Memory a layout may plan to use of a device (the rest: the allocator's fragmentation, NCCL buffers).
+MEMORY_HEADROOM = 0.9
+LAYOUT_WORKERS = (1, 2, 4, 8)
+ZERO_STAGES = (2, 3)
+
+
+def probe_loop_per_worker(config: dict) -> None:
+    """Ray Train worker function of the probe: the run's own set-up, then ``steps`` optimizer steps
+    (the first one, which pays for lazy initialisation, is not timed) and the scoring of a few
+    validation clips; reports what it measured."""
+    import resource
+    import tempfile
+
+    import ray.train
+    import torch
+
+    from omnimer.aux_tasks import TASK_NAMES
+    from omnimer.collate import collate
+    from omnimer.tasks import build_task_batches
+    from omnimer.training.step import epoch_order, step_losses
+    from omnimer.training.worker import set_up
+
+    cfg, steps = TrainConfig.from_dict(config["train"]), int(config["steps"])
+    started = time.time()
+    worker = set_up(cfg)
+    # No more steps than an epoch has on every rank (each step runs collectives on all of them).
+    steps = min(steps, worker.steps_per_epoch)
+    ctx, engine, size = worker.step_context, worker.engine, cfg.train.batch_size
+    order = epoch_order(worker.train_rows, cfg, 0, worker.labels, worker.class_counts)
+    batches = [[worker.train_rows[i] for i in order[s * size : (s + 1) * size]] for s in range(steps)]
+    tokens: dict[str, list[int]] = {}
+    for rows in batches:
+        media = {r["clip_id"]: r for r in rows}
+        for task, convs in build_task_batches(rows, ctx.prompting, AUX_TASKS).items():
+            in_video = ctx.prompting.audio_in_video
+            batch = collate(ctx.processor, convs, media, frame_size=ctx.frame_size, audio_in_video=in_video)
+            tokens.setdefault(task, []).extend([batch.num_tokens, len(convs)])
+    engine.train()
+    step_seconds = []
+    for rows in batches:
+        begun = time.time()
+        total, _, _ = step_losses(engine, rows, cfg, ctx)
+        engine.backward(total)
+        engine.step()
+        step_seconds.append(time.time() - begun)
+    engine.eval()
+    clips = worker.eval_rows["valid"][: 2 * cfg.train.eval_batch_size] or worker.train_rows[:size]
+    begun = time.time()
+    worker.evaluator.predict(engine, clips, worker.device, worker.world_size)
+    eval_seconds = time.time() - begun
+    if cfg.train.use_gpu:
+        peak = torch.cuda.max_memory_allocated(worker.device)
+        capacity = torch.cuda.get_device_properties(worker.device).total_memory
+    else:  # the worker process's peak resident memory, against the node's
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        capacity = _physical_memory()
+    params = list(engine.module.parameters())
+    measured = {
+        "device": str(worker.device),
+        "steps": len(step_seconds),
+        "seconds_per_step": _median(step_seconds[1:] or step_seconds),
+        "first_step_seconds": step_seconds[0],
+        "eval_seconds_per_clip": eval_seconds / max(1, len(clips)),
+        "work_seconds": sum(step_seconds) + eval_seconds,
+        "setup_seconds": worker.setup_seconds,
+        "worker_seconds": time.time() - started,
+        "peak_memory_bytes": int(peak),
+        "memory_capacity_bytes": int(capacity),
+        "param_bytes": int(sum(_numel(p) * p.element_size() for p in params)),
+        "trainable_param_bytes": int(sum(_numel(p) * p.element_size() for p in params if p.requires_grad)),
+        "tokens_per_clip": {
+            task: sum(tokens[task][0::2]) / sum(tokens[task][1::2])
+            for task in (MAIN_TASK, *TASK_NAMES)
+            if task in tokens
+        },
+    }
+    # Ray Train keeps only the metrics reported with a checkpoint: rank 0 reports a tiny one.
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = None
+        if worker.rank == 0:
+            storage.write_json(f"{tmp}/probe.json", measured)
+            checkpoint = ray.train.Checkpoint.from_directory(tmp)
+        ray.train.report(measured, checkpoint=checkpoint)
+
+
+MAIN_TASK = "main"
+
+
+def _numel(param) -> int:
+    return int(getattr(param, "ds_numel", param.numel()))  # ZeRO-3 leaves an empty local tensor
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2] if ordered else 0.0
+
+
+def _physical_memory() -> int:
+    import os
+
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def run_probe(request, steps: int = PROBE_STEPS) -> dict:
+    """The probe on the connected cluster: its measurements plus its wall time and start-up."""
+    from omnimer.sweep.trial import ablation_overrides
+    from omnimer.training.driver import build_trainer
+
+    values = ablation_overrides(request.base, (True,) * len(AUX_TASKS), request.seeds[0])
+    values["run"] = {"output_dir": storage.join(request.experiment_dir, "plan"), "name": "probe"}
+    cfg = TrainConfig.from_dict(values)
+    started = time.time()
+    trainer = build_trainer(cfg, loop=probe_loop_per_worker, loop_config={"train": values, "steps": steps})
+    result = trainer.fit()
+    if result.error is not None:
+        raise RuntimeError(f"the plan's probe failed: {result.error}")
+    probe = dict(result.metrics)
+    probe["wall_seconds"] = time.time() - started
+    # What a trial pays besides its epochs: Ray Train's start-up, the workers' set-up, the shutdown.
+    probe["startup_seconds"] = probe["wall_seconds"] - probe["work_seconds"]
+    return probe
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """How one trial runs: workers (GPUs, when the config uses them) and the ZeRO stage."""
+
+    workers: int
+    zero_stage: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Cluster:
+    """What the sweep runs on: GPUs and CPUs Ray reports, with what each trial reserves besides."""
+
+    gpus: int
+    cpus: float
+    driver_cpus: float
+    data_cpus: float
+
+
+def memory_per_device(probe: dict, measured: Layout, layout: Layout) -> int:
+    """Peak memory per device of ``layout``: the probe's peak less its share of the frozen weights,
+    plus ``layout``'s share (ZeRO-2 keeps every weight on every device, ZeRO-3 partitions them)."""
+
+    def weights(lay: Layout) -> float:
+        return probe["param_bytes"] / (lay.workers if lay.zero_stage == 3 else 1)
+
+    return int(probe["peak_memory_bytes"] - weights(measured) + weights(layout))
+
+
+def concurrent_trials(cfg: TrainConfig, cluster: Cluster, workers: int) -> int:
+    """Trials at once with ``workers`` per trial: the GPUs allow it and so do the CPUs (the sweep's
+    own rule, :func:`omnimer.sweep.resources.cluster_slots`)."""
+    per_trial = cluster.driver_cpus + workers * cfg.train.cpus_per_worker
+    slots = int((cluster.cpus - cluster.data_cpus) // per_trial)
+    if cfg.train.use_gpu:
+        slots = min(slots, cluster.gpus // workers)
+    return max(0, slots)
+
+
+def trial_seconds(cfg: TrainConfig, probe: dict, counts: dict, workers: int, factor: float) -> float:
+    """One trial's wall time: the probe's start-up, then each epoch's steps (per worker, at the
+    all-aux step time × ``factor``) and the scoring of valid and test."""
+    steps = math.ceil(counts.get("train", 0) / (workers * cfg.train.batch_size))
+    if cfg.train.max_steps_per_epoch:
+        steps = min(steps, cfg.train.max_steps_per_epoch)
+    scored = math.ceil(counts.get("valid", 0) / workers) + math.ceil(counts.get("test", 0) / workers)
+    epoch = steps * probe["seconds_per_step"] * factor + scored * probe["eval_seconds_per_clip"]
+    return probe["startup_seconds"] + cfg.train.epochs * epoch
+
+
+def cell_factors(request, tokens: dict[str, float]) -> dict[str, float]:
+    """Each trial's cost relative to the all-aux cell, by its tokens per clip (main + enabled aux)."""
+    every = tokens.get(MAIN_TASK, 0.0) + sum(tokens.get(t.name, 0.0) for t in AUX_TASKS)
+    if request.mode != "ablation" or every <= 0:
+        return {f"trial-{i}": 1.0 for i in range(request.num_samples)}
+    factors = {}
+    for subset in LATTICE:
+        if subset_name(subset) not in request.subsets:
+            continue
+        enabled = tokens.get(MAIN_TASK, 0.0) + sum(
+            tokens.get(t.name, 0.0) for t, on in zip(AUX_TASKS, subset, strict=True) if on
+        )
+        for seed in request.seeds:
+            factors[f"{subset_name(subset)}-seed{seed}"] = enabled / every
+    return factors
+
+
+def project(request, probe: dict, counts: dict, cluster: Cluster, measured: Layout) -> dict:
+    """The sweep's projection for the measured layout, and for every other layout that fits."""
+    cfg = TrainConfig.from_dict(request.base)
+    factors = cell_factors(request, probe["tokens_per_clip"])
+    limit = MEMORY_HEADROOM * probe["memory_capacity_bytes"]
+    layouts = [measured] + [
+        Layout(w, z)
+        for w in LAYOUT_WORKERS
+        for z in ZERO_STAGES
+        if Layout(w, z) != measured and (not cfg.train.use_gpu or w <= cluster.gpus)
+    ]
+    rows = []
+    for layout in layouts:
+        memory = memory_per_device(probe, measured, layout)
+        slots = concurrent_trials(cfg, cluster, layout.workers)
+        if layout != measured and (memory > limit or slots < 1):
+            continue
+        # On CPU, concurrent trials share the cores: each worker computes with at least one thread.
+        share = 1.0 if cfg.train.use_gpu else cpu_contention(cfg, cluster, layout.workers, slots)
+        times = {
+            name: share * trial_seconds(cfg, probe, counts, layout.workers, f) for name, f in factors.items()
+        }
+        rounds = math.ceil(len(times) / slots) if slots else 0
+        wall = max(sum(times.values()) / slots, max(times.values())) if slots else math.inf
+        rows.append(
+            {
+                "workers": layout.workers,
+                "zero_stage": layout.zero_stage,
+                "measured": layout == measured,
+                "memory_bytes": memory,
+                "fits": memory <= limit,
+                "concurrent_trials": slots,
+                "rounds": rounds,
+                "cpu_contention": share,
+                "trial_seconds": times,
+                "wall_seconds": wall,
+                "device_hours": sum(times.values()) * layout.workers * device_share(cfg) / 3600,
+            }
+        )
+    return {"trials": len(factors), "layouts": rows}
+
+
+def cpu_contention(cfg: TrainConfig, cluster: Cluster, workers: int, slots: int) -> float:
+    """How much slower a CPU trial runs beside the others: the threads of every running worker (at
+    least one each: Ray gives a fractional-CPU worker one) over the cluster's CPUs, at least 1."""
+    threads = slots * workers * max(1.0, cfg.train.cpus_per_worker)
+    return max(1.0, threads / cluster.cpus) if cluster.cpus else 1.0
+
+
+def device_share(cfg: TrainConfig) -> float:
+    """Devices one worker holds: a GPU, or its CPUs."""
+    return 1.0 if cfg.train.use_gpu else cfg.train.cpus_per_worker
+
+
+def zero_stage(cfg: TrainConfig) -> int:
+    from omnimer import provenance
+
+    path = provenance.in_repo(cfg.train.deepspeed_config)
+    return int(json.loads(path.read_text()).get("zero_optimization", {}).get("stage", 0))
+
+
+def make_plan(request, steps: int = PROBE_STEPS) -> dict:
+    """Probe, project, and write ``plan.json`` in the experiment dir; returns the plan."""
+    import ray
+
+    from omnimer.data.shards import read_dataset_info
+    from omnimer.sweep import resources
+
+    cfg = TrainConfig.from_dict(request.base)
+    probe = run_probe(request, steps)
+    counts = read_dataset_info(cfg.data.path)["counts"]["rows"]
+    available = ray.cluster_resources()
+    cluster = Cluster(
+        gpus=int(available.get("GPU", 0)),
+        cpus=float(available.get("CPU", 0)),
+        driver_cpus=resources.DRIVER_CPUS,
+        data_cpus=resources.DATA_CPUS,
+    )
+    measured = Layout(cfg.train.num_workers, zero_stage(cfg))
+    plan = {
+        "created": time.time(),
+        "mode": request.mode,
+        "layout": dataclasses.asdict(measured) | {"use_gpu": cfg.train.use_gpu},
+        "cluster": dataclasses.asdict(cluster),
+        "clips": counts,
+        "epochs": cfg.train.epochs,
+        "probe": probe,
+        **project(request, probe, counts, cluster, measured),
+    }
+    storage.write_json(storage.join(request.experiment_dir, PLAN_FILE), plan)
+    return plan
+
+
+def describe(plan: dict) -> str:
+    """The plan in words: what the probe measured, then one line per layout."""
+    probe = plan["probe"]
+    device = "GPU" if plan["layout"]["use_gpu"] else "CPU worker"
+    tokens = ", ".join(f"{task} {n:.0f}" for task, n in probe["tokens_per_clip"].items())
+    setup = ", ".join(f"{k} {v:.1f} s" for k, v in probe["setup_seconds"].items())
+    lines = [
+        f"plan of {plan['trials']} trial(s), {plan['epochs']} epochs each, on "
+        f"{plan['clips'].get('train', 0)} training clips (probe: the all-aux cell, {probe['steps']} steps "
+        f"on {probe['device']}):",
+        f"  tokens per clip: {tokens}",
+        f"  seconds per step {probe['seconds_per_step']:.2f} (first {probe['first_step_seconds']:.2f}); "
+        f"scoring {probe['eval_seconds_per_clip']:.3f} s per clip",
+        f"  peak memory per device {_gib(probe['peak_memory_bytes'])} of "
+        f"{_gib(probe['memory_capacity_bytes'])}; "
+        f"weights {_gib(probe['param_bytes'])} ({_gib(probe['trainable_param_bytes'])} trainable)",
+        f"  a trial's start-up {probe['startup_seconds']:.1f} s (the workers' set-up: {setup})",
+        f"  {'workers':>7} {'ZeRO':>4} {'memory/dev':>10} {'at once':>7} {'rounds':>6} {'wall':>9} "
+        f"{device + '-hours':>14}",
+    ]
+    for row in plan["layouts"]:
+        lines.append(
+            f"  {row['workers']:>7} {row['zero_stage']:>4} {_gib(row['memory_bytes']):>10} "
+            f"{row['concurrent_trials']:>7} {row['rounds']:>6} {_duration(row['wall_seconds']):>9} "
+            f"{row['device_hours']:>14.2f}"
+            + ("   <- the config's layout (measured)" if row["measured"] else "")
+        )
+    lines.append(
+        "  (per-device step time kept whatever the workers, communication not modelled; cells scaled by "
+        "their tokens; valid and test scored every epoch; another ZeRO stage at the probe's step time;"
+        " on CPU, trials slowed by the threads of those running beside them)"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def planned_vs_actual(experiment_dir: str, invocation: int, records: list[dict]) -> str | None:
+    """Planned (``plan.json``) against actual for one invocation of the sweep: its wall time and its
+    trials' mean; None if the experiment has no plan."""
+    from omnimer.sweep.invocations import INVOCATIONS_FILE
+
+    path = storage.join(experiment_dir, PLAN_FILE)
+    if not storage.is_file(path):
+        return None
+    plan = storage.read_json(path)
+    row = next(r for r in plan["layouts"] if r["measured"])
+    entries = storage.read_json(storage.join(experiment_dir, INVOCATIONS_FILE))
+    wall = next((e.get("wall_seconds") for e in entries if e["invocation"] == invocation), None)
+    ran = {
+        r["config"]["run"]["name"]: r["wall_seconds"]
+        for r in records
+        if r.get("wall_seconds") is not None and (r.get("sweep") or {}).get("invocation") == invocation
+    }
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(plan["created"]))
+    lines = [
+        f"planned vs actual ({PLAN_FILE} of {when}):",
+        f"  sweep wall: planned {_duration(row['wall_seconds'])} for {plan['trials']} trial(s); invocation "
+        f"{invocation}: " + (f"{_duration(wall)} for {len(ran)}" if wall is not None else "no wall time"),
+    ]
+    planned = {name: row["trial_seconds"][name] for name in ran if name in row["trial_seconds"]}
+    if planned:
+        mean_planned = sum(planned.values()) / len(planned)
+        mean_actual = sum(ran[name] for name in planned) / len(planned)
+        lines.append(
+            f"  mean trial: planned {mean_planned:.0f} s, actual {mean_actual:.0f} s "
+            f"({len(planned)} trial(s))"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "—"
+    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.1f} min"

@@ -1,0 +1,148 @@
+"""``--plan``'s projection from a probe's measurements (omnimer.sweep.plan), without Ray: the cells'
+costs by their tokens, a trial's time, the memory of each layout, which layouts fit, and planned vs
+actual. The probe itself runs end to end in tests/test_sweeps_e2e.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from omnimer.config import TrainConfig
+from omnimer.sweep.plan import (
+    PLAN_FILE,
+    Cluster,
+    Layout,
+    cell_factors,
+    describe,
+    memory_per_device,
+    planned_vs_actual,
+    project,
+    trial_seconds,
+)
+from omnimer.sweep.request import plan_sweep
+
+REPO = Path(__file__).resolve().parents[1]
+GIB = 2**30
+COUNTS = {"train": 80, "valid": 10, "test": 10}
+
+
+def gpu_request(tmp_path, *overrides):
+    return plan_sweep(
+        mode="ablation",
+        name="p",
+        storage_path=str(tmp_path),
+        config=str(REPO / "sweeps" / "configs" / "demo.yaml"),
+        seeds="0,1",
+        overrides=["train.use_gpu=true", "train.num_workers=2", "train.epochs=2", "train.cpus_per_worker=1"]
+        + list(overrides),
+    )
+
+
+def probe(peak_gib: float = 30.0) -> dict:
+    return {
+        "device": "cuda:0",
+        "steps": 4,
+        "seconds_per_step": 2.0,
+        "first_step_seconds": 9.0,
+        "eval_seconds_per_clip": 0.5,
+        "startup_seconds": 10.0,
+        "setup_seconds": {"model": 5.0, "DeepSpeed": 3.0},
+        "peak_memory_bytes": int(peak_gib * GIB),
+        "memory_capacity_bytes": 40 * GIB,
+        "param_bytes": 20 * GIB,
+        "trainable_param_bytes": GIB // 10,
+        "tokens_per_clip": {"main": 100.0, "text": 20.0, "face": 40.0, "prosody": 40.0},
+    }
+
+
+def test_a_cell_costs_the_all_aux_cell_scaled_by_its_tokens(tmp_path):
+    factors = cell_factors(gpu_request(tmp_path), probe()["tokens_per_clip"])
+    assert len(factors) == 16
+    assert factors["none-seed0"] == pytest.approx(0.5) and factors["text-seed1"] == pytest.approx(0.6)
+    assert factors["face+prosody-seed0"] == pytest.approx(0.9) and factors["text+face+prosody-seed1"] == 1.0
+
+
+def test_a_trial_is_its_start_up_then_each_epochs_steps_and_scoring(tmp_path):
+    cfg = TrainConfig.from_dict(gpu_request(tmp_path).base)  # batch 4, 2 epochs
+    # 80 clips on 2 workers: 10 steps of 2 s; 5 + 5 clips scored per worker at 0.5 s; twice; + 10 s.
+    assert trial_seconds(cfg, probe(), COUNTS, 2, 1.0) == pytest.approx(10 + 2 * (20 + 5))
+    assert trial_seconds(cfg, probe(), COUNTS, 1, 0.5) == pytest.approx(10 + 2 * (20 * 2 * 0.5 + 10))
+
+
+def test_zero3_partitions_the_weights_and_zero2_keeps_them_whole():
+    measured = Layout(2, 2)
+    assert memory_per_device(probe(), measured, Layout(8, 2)) == 30 * GIB
+    assert memory_per_device(probe(), measured, Layout(8, 3)) == int(12.5 * GIB)
+    assert memory_per_device(probe(), Layout(4, 3), Layout(1, 2)) == 45 * GIB
+
+
+def test_layouts_that_do_not_fit_are_left_out_and_the_measured_one_is_kept(tmp_path):
+    request = gpu_request(tmp_path)
+    cluster = Cluster(gpus=8, cpus=64, driver_cpus=0.125, data_cpus=1.0)
+    plan = project(request, probe(peak_gib=38.0), COUNTS, cluster, Layout(2, 2))
+    layouts = {(r["workers"], r["zero_stage"]): r for r in plan["layouts"]}
+    assert plan["trials"] == 16
+    # 38 GiB > 0.9 × 40: every ZeRO-2 layout but the measured one is out; ZeRO-3 with 1 worker too.
+    assert set(layouts) == {(2, 2), (2, 3), (4, 3), (8, 3)}
+    measured = layouts[(2, 2)]
+    assert measured["measured"] and not measured["fits"]
+    assert measured["concurrent_trials"] == 4 and measured["rounds"] == 4
+    assert layouts[(8, 3)]["concurrent_trials"] == 1 and layouts[(8, 3)]["rounds"] == 16
+    times = measured["trial_seconds"]
+    assert times["text+face+prosody-seed0"] == pytest.approx(60.0)
+    assert measured["wall_seconds"] == pytest.approx(sum(times.values()) / 4)
+    assert measured["device_hours"] == pytest.approx(sum(times.values()) * 2 / 3600)
+    text = describe(plan | {"probe": probe(38.0), "epochs": 2, "clips": COUNTS, "layout": {"use_gpu": True}})
+    assert "plan of 16 trial(s), 2 epochs each, on 80 training clips" in text
+    assert "tokens per clip: main 100, text 20, face 40, prosody 40" in text
+    assert "<- the config's layout (measured)" in text and "GPU-hours" in text
+
+
+def test_a_sweep_compares_its_invocation_with_the_plan(tmp_path):
+    experiment = tmp_path / "exp"
+    experiment.mkdir()
+    assert planned_vs_actual(str(experiment), 1, []) is None
+    plan = {
+        "created": 0.0,
+        "trials": 2,
+        "layouts": [{"measured": True, "wall_seconds": 600.0, "trial_seconds": {"a": 100.0, "b": 300.0}}],
+    }
+    (experiment / PLAN_FILE).write_text(json.dumps(plan))
+    (experiment / "invocations.json").write_text(json.dumps([{"invocation": 1, "wall_seconds": 720.0}]))
+    records = [
+        {"config": {"run": {"name": "a"}}, "wall_seconds": 150.0, "sweep": {"invocation": 1}},
+        {"config": {"run": {"name": "b"}}, "wall_seconds": 250.0, "sweep": {"invocation": 1}},
+        {"config": {"run": {"name": "c"}}, "wall_seconds": 999.0, "sweep": {"invocation": 0}},
+    ]
+    text = planned_vs_actual(str(experiment), 1, records)
+    assert "sweep wall: planned 10.0 min for 2 trial(s); invocation 1: 12.0 min for 2" in text
+    assert "mean trial: planned 200 s, actual 200 s (2 trial(s))" in text
+
+
+def test_cpu_trials_side_by_side_share_the_cores(tmp_path):
+    """The demo's layout on 2 CPUs: 4 trials at once (0.125 + 0.125 CPU each, one CPU kept for Ray
+    Data), each worker computing with one thread: every trial runs at half speed."""
+    request = plan_sweep(
+        mode="ablation",
+        name="p",
+        storage_path=str(tmp_path),
+        config=str(REPO / "sweeps" / "configs" / "demo.yaml"),
+        seeds="0",
+        subsets="none,all",
+    )
+    cpu_probe = probe(peak_gib=1.0) | {"device": "cpu", "memory_capacity_bytes": 16 * GIB, "param_bytes": 0}
+    cluster = Cluster(gpus=0, cpus=2, driver_cpus=0.125, data_cpus=1.0)
+    plan = project(request, cpu_probe, COUNTS, cluster, Layout(1, 2))
+    measured = next(r for r in plan["layouts"] if r["measured"])
+    assert measured["concurrent_trials"] == 4 and measured["cpu_contention"] == 2.0
+    cfg = TrainConfig.from_dict(request.base)
+    alone = trial_seconds(cfg, cpu_probe, COUNTS, 1, 1.0)
+    assert measured["trial_seconds"]["text+face+prosody-seed0"] == pytest.approx(2 * alone)
+    assert measured["wall_seconds"] == pytest.approx(
+        max(sum(measured["trial_seconds"].values()) / 4, 2 * alone)
+    )
+    # 2 workers per trial: 2 trials at once (0.375 CPU each), 4 threads on 2 CPUs
+    two = next(r for r in plan["layouts"] if r["workers"] == 2 and r["zero_stage"] == 2)
+    assert two["concurrent_trials"] == 2 and two["cpu_contention"] == 2.0
