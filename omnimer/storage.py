@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -302,6 +303,20 @@ def delete_file(location: Location) -> None:
     filesystem, path = resolve(location)
     try:
         filesystem.delete_file(path)
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        raise _failed(location, "be deleted", err) from None
+
+
+def delete_dir(location: Location) -> None:
+    """A directory and everything under it; nothing if it does not exist."""
+    if not is_remote(location):
+        shutil.rmtree(local_path(location), ignore_errors=True)
+        return
+    filesystem, path = resolve(location)
+    try:
+        filesystem.delete_dir(path)
     except FileNotFoundError:
         pass
     except OSError as err:

@@ -94,6 +94,17 @@ def test_s3_round_trip(s3_bucket, tmp_path):
     assert storage.find_files(storage.join(exp, "absent"), "record.json") == []
     storage.delete_file(storage.join(exp, "sweep.json"))
     assert not storage.exists(storage.join(exp, "sweep.json"))
+    storage.delete_dir(storage.join(exp, "runs", "deep"))
+    assert not storage.exists(storage.join(exp, "runs", "deep", "er", "record.json"))
+    assert storage.list_dir(storage.join(exp, "runs")) == [".tmp", "face-seed0", "none-seed0"]
+    storage.delete_dir(storage.join(exp, "absent"))  # nothing to delete: no error
+
+
+def test_a_local_dir_is_deleted_with_everything_under_it(tmp_path):
+    storage.write_json(tmp_path / "plan" / "probe" / "checkpoint_000000" / "probe.json", {})
+    storage.delete_dir(tmp_path / "plan" / "probe")
+    assert not (tmp_path / "plan" / "probe").exists() and (tmp_path / "plan").is_dir()
+    storage.delete_dir(tmp_path / "plan" / "probe")  # nothing to delete: no error
 
 
 def test_local_find_files_matches_the_s3_listing(tmp_path):

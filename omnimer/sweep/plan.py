@@ -147,6 +147,8 @@ def run_probe(request, steps: int = PROBE_STEPS) -> dict:
     values = ablation_overrides(request.base, (True,) * len(AUX_TASKS), request.seeds[0])
     values["run"] = {"output_dir": storage.join(request.experiment_dir, "plan"), "name": "probe"}
     cfg = TrainConfig.from_dict(values)
+    # A fresh probe each time: Ray Train would otherwise resume an earlier probe's run of that name.
+    storage.delete_dir(storage.join(cfg.run.output_dir, cfg.run.name))
     started = time.time()
     trainer = build_trainer(cfg, loop=probe_loop_per_worker, loop_config={"train": values, "steps": steps})
     result = trainer.fit()
