@@ -22,6 +22,7 @@ study, the smoke test's embedded data) are written locally first and uploaded wi
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import posixpath
@@ -297,29 +298,28 @@ def write_json(location: Location, data: Any) -> None:
 
 
 def delete_file(location: Location) -> None:
-    if not is_remote(location):
-        local_path(location).unlink(missing_ok=True)
-        return
-    filesystem, path = resolve(location)
-    try:
-        filesystem.delete_file(path)
-    except FileNotFoundError:
-        pass
-    except OSError as err:
-        raise _failed(location, "be deleted", err) from None
+    """A file; nothing if it does not exist."""
+    _delete(location, Path.unlink, "delete_file")
 
 
 def delete_dir(location: Location) -> None:
     """A directory and everything under it; nothing if it does not exist."""
-    if not is_remote(location):
-        shutil.rmtree(local_path(location), ignore_errors=True)
-        return
-    filesystem, path = resolve(location)
+    _delete(location, functools.partial(shutil.rmtree, ignore_errors=True), "delete_dir")
+
+
+def _delete(location: Location, local, remote: str) -> None:
+    """``local(path)`` on a local path, else the filesystem's ``remote`` method; an absent one is fine."""
     try:
-        filesystem.delete_dir(path)
+        if not is_remote(location):
+            local(local_path(location))
+            return
+        filesystem, path = resolve(location)
+        getattr(filesystem, remote)(path)
     except FileNotFoundError:
         pass
     except OSError as err:
+        if not is_remote(location):
+            raise
         raise _failed(location, "be deleted", err) from None
 
 

@@ -198,11 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"aux_ablation: {err}\n")
         return 2
     counts = settle_records(results, request.runs_dir, request.mode)
-    ran = [
-        path
-        for path in run_records(request.runs_dir)
-        if (storage.read_json(path).get("sweep") or {}).get("invocation") == invocation["invocation"]
-    ]
+    records = [storage.read_json(path) for path in run_records(request.runs_dir)]
+    ran = [r for r in records if (r.get("sweep") or {}).get("invocation") == invocation["invocation"]]
     sys.stdout.write(
         f"experiment {request.experiment_dir}: "
         + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
@@ -211,7 +208,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     if request.mode == "ablation":
         sys.stdout.write(ablation_summary(request.experiment_dir, request.target))
-    records = [storage.read_json(path) for path in run_records(request.runs_dir)]
     sys.stdout.write(planned_vs_actual(request.experiment_dir, invocation["invocation"], records) or "")
     errors = [r for r in results if r.error is not None]
     return 1 if errors else 0

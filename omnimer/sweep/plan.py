@@ -33,6 +33,7 @@ from omnimer import storage
 from omnimer.aux_tasks import AUX_TASKS
 from omnimer.config import TrainConfig
 from omnimer.subsets import LATTICE, subset_name
+from omnimer.tasks import MAIN
 
 PLAN_FILE = "plan.json"
 PROBE_STEPS = 4
@@ -108,7 +109,7 @@ def probe_loop_per_worker(config: dict) -> None:
         "trainable_param_bytes": int(sum(_numel(p) * p.element_size() for p in params if p.requires_grad)),
         "tokens_per_clip": {
             task: sum(tokens[task][0::2]) / sum(tokens[task][1::2])
-            for task in (MAIN_TASK, *TASK_NAMES)
+            for task in (MAIN, *TASK_NAMES)
             if task in tokens
         },
     }
@@ -119,9 +120,6 @@ def probe_loop_per_worker(config: dict) -> None:
             storage.write_json(f"{tmp}/probe.json", measured)
             checkpoint = ray.train.Checkpoint.from_directory(tmp)
         ray.train.report(measured, checkpoint=checkpoint)
-
-
-MAIN_TASK = "main"
 
 
 def _numel(param) -> int:
@@ -212,14 +210,14 @@ def trial_seconds(cfg: TrainConfig, probe: dict, counts: dict, workers: int, fac
 
 def cell_factors(request, tokens: dict[str, float]) -> dict[str, float]:
     """Each trial's cost relative to the all-aux cell, by its tokens per clip (main + enabled aux)."""
-    every = tokens.get(MAIN_TASK, 0.0) + sum(tokens.get(t.name, 0.0) for t in AUX_TASKS)
+    every = tokens.get(MAIN, 0.0) + sum(tokens.get(t.name, 0.0) for t in AUX_TASKS)
     if request.mode != "ablation" or every <= 0:
         return {f"trial-{i}": 1.0 for i in range(request.num_samples)}
     factors = {}
     for subset in LATTICE:
         if subset_name(subset) not in request.subsets:
             continue
-        enabled = tokens.get(MAIN_TASK, 0.0) + sum(
+        enabled = tokens.get(MAIN, 0.0) + sum(
             tokens.get(t.name, 0.0) for t, on in zip(AUX_TASKS, subset, strict=True) if on
         )
         for seed in request.seeds:
