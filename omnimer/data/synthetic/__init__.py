@@ -125,6 +125,19 @@ def summarize(plans: Sequence[ClipPlan]) -> dict:
     }
 
 
+def check_request(out: Path, config: SynthConfig, from_annotations: Path | None) -> None:
+    """Refuse an output dir that holds something, and ``label_in`` with an annotation set."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(
+            f"output directory {out} exists and is not empty; choose a new --out or remove it"
+        )
+    if from_annotations is not None and config.label_in != "all":
+        raise ValueError(
+            f"label_in={config.label_in!r} draws the modality labels, but an annotation set "
+            f"({from_annotations}) keeps its own: use --label-in or --from-annotations, not both"
+        )
+
+
 def synthesize(
     out: Path,
     config: SynthConfig,
@@ -149,15 +162,7 @@ def synthesize(
     videos_dir, audios_dir, from_annotations, seed, seconds, fps, size, label_in, elapsed_s.
     """
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(
-            f"output directory {out} exists and is not empty; choose a new --out or remove it"
-        )
-    if from_annotations is not None and config.label_in != "all":
-        raise ValueError(
-            f"label_in={config.label_in!r} draws the modality labels, but an annotation set "
-            f"({from_annotations}) keeps its own: use --label-in or --from-annotations, not both"
-        )
+    check_request(out, config, from_annotations)
     started = time.perf_counter()
     source = None
     if from_annotations is None:
