@@ -112,6 +112,7 @@ def request_from_args(args: argparse.Namespace) -> SweepRequest:
         smoke_test=args.smoke_test,
         best=best_of(args.best_of) if args.best_of else None,
         overrides=list(args.overrides),
+        runs_per_trial=args.runs_per_trial,
     )
 
 
@@ -152,6 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="ablation: only these cells of the grid, e.g. none,text,all (default: all 8 subsets)",
     )
     parser.add_argument("--num-samples", type=int, default=16, help="search: number of Optuna trials")
+    parser.add_argument(
+        "--runs-per-trial",
+        type=int,
+        default=1,
+        help="ablation: runs (cell × seed, seed-major) each trial trains one after another in one worker "
+        "group, paying Ray's and the workers' start-up once per trial (default 1; --plan suggests one)",
+    )
     parser.add_argument(
         "--best-of", help="a search's experiment dir, or its best_config.yaml: hyperparameters to reuse"
     )
@@ -204,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         f"experiment {request.experiment_dir}: "
         + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         + f"; invocation {invocation['invocation']} ({provenance.short_version(invocation)}) ran "
-        f"{len(ran)} trial(s)\n"
+        f"{len(ran)} run(s)\n"
     )
     if request.mode == "ablation":
         sys.stdout.write(ablation_summary(request.experiment_dir, request.target))

@@ -67,8 +67,10 @@ def test_a_cell_costs_the_all_aux_cell_scaled_by_its_tokens(tmp_path):
 def test_a_trial_is_its_start_up_then_each_epochs_steps_and_scoring(tmp_path):
     cfg = TrainConfig.from_dict(gpu_request(tmp_path).base)  # batch 4, 2 epochs
     # 80 clips on 2 workers: 10 steps of 2 s; 5 + 5 clips scored per worker at 0.5 s; twice; + 10 s.
-    assert trial_seconds(cfg, probe(), COUNTS, 2, 1.0) == pytest.approx(10 + 2 * (20 + 5))
-    assert trial_seconds(cfg, probe(), COUNTS, 1, 0.5) == pytest.approx(10 + 2 * (20 * 2 * 0.5 + 10))
+    assert trial_seconds(cfg, probe(), COUNTS, 2, [1.0]) == pytest.approx(10 + 2 * (20 + 5))
+    assert trial_seconds(cfg, probe(), COUNTS, 1, [0.5]) == pytest.approx(10 + 2 * (20 * 2 * 0.5 + 10))
+    # Two runs in one trial: the start-up once, the second run's set-up (model 5 s + DeepSpeed 3 s).
+    assert trial_seconds(cfg, probe(), COUNTS, 2, [1.0, 1.0]) == pytest.approx(10 + 8 + 2 * 2 * (20 + 5))
 
 
 def test_zero3_partitions_the_weights_and_zero2_keeps_them_whole():
@@ -95,7 +97,7 @@ def test_layouts_that_do_not_fit_are_left_out_and_the_measured_one_is_kept(tmp_p
     assert measured["wall_seconds"] == pytest.approx(sum(times.values()) / 4)
     assert measured["device_hours"] == pytest.approx(sum(times.values()) * 2 / 3600)
     text = describe(plan | {"probe": probe(38.0), "epochs": 2, "clips": COUNTS, "layout": {"use_gpu": True}})
-    assert "plan of 16 trial(s), 2 epochs each, on 80 training clips" in text
+    assert "plan of 16 run(s) in 16 trial(s) of up to 1, 2 epochs each, on 80 training clips" in text
     assert "tokens per clip: main 100, text 20, face 40, prosody 40" in text
     assert "<- the config's layout (measured)" in text and "GPU-hours" in text
 
@@ -117,28 +119,34 @@ def test_a_sweep_compares_its_invocation_with_the_plan(tmp_path):
         {"config": {"run": {"name": "c"}}, "wall_seconds": 999.0, "sweep": {"invocation": 0}},
     ]
     text = planned_vs_actual(str(experiment), 1, records)
-    assert "sweep wall: planned 10.0 min for 2 trial(s); invocation 1: 12.0 min for 2" in text
+    assert "sweep wall: planned 10.0 min for 2 trial(s); invocation 1: 12.0 min for 2 run(s)" in text
     assert "mean trial: planned 200 s, actual 200 s (2 trial(s))" in text
 
 
-def test_cpu_trials_side_by_side_share_the_cores(tmp_path):
-    """The demo's layout on 2 CPUs: 4 trials at once (0.125 + 0.125 CPU each, one CPU kept for Ray
-    Data), each worker computing with one thread: every trial runs at half speed."""
+def demo_on_two_cpus(tmp_path, runs_per_trial: int):
+    """The demo's config, cells none and all × seeds 0 and 1, projected on 2 CPUs from a CPU probe."""
     request = plan_sweep(
         mode="ablation",
         name="p",
         storage_path=str(tmp_path),
         config=str(REPO / "sweeps" / "configs" / "demo.yaml"),
-        seeds="0",
+        seeds="0,1",
         subsets="none,all",
+        runs_per_trial=runs_per_trial,
     )
     cpu_probe = probe(peak_gib=1.0) | {"device": "cpu", "memory_capacity_bytes": 16 * GIB, "param_bytes": 0}
     cluster = Cluster(gpus=0, cpus=2, driver_cpus=0.125, data_cpus=1.0)
-    plan = project(request, cpu_probe, COUNTS, cluster, Layout(1, 2))
+    return request, cpu_probe, project(request, cpu_probe, COUNTS, cluster, Layout(1, 2))
+
+
+def test_cpu_trials_side_by_side_share_the_cores(tmp_path):
+    """The demo's layout on 2 CPUs: 4 trials at once (0.125 + 0.125 CPU each, one CPU kept for Ray
+    Data), each worker computing with one thread: every trial runs at half speed."""
+    request, cpu_probe, plan = demo_on_two_cpus(tmp_path, 1)
     measured = next(r for r in plan["layouts"] if r["measured"])
     assert measured["concurrent_trials"] == 4 and measured["cpu_contention"] == 2.0
     cfg = TrainConfig.from_dict(request.base)
-    alone = trial_seconds(cfg, cpu_probe, COUNTS, 1, 1.0)
+    alone = trial_seconds(cfg, cpu_probe, COUNTS, 1, [1.0])
     assert measured["trial_seconds"]["text+face+prosody-seed0"] == pytest.approx(2 * alone)
     assert measured["wall_seconds"] == pytest.approx(
         max(sum(measured["trial_seconds"].values()) / 4, 2 * alone)
@@ -146,3 +154,32 @@ def test_cpu_trials_side_by_side_share_the_cores(tmp_path):
     # 2 workers per trial: 2 trials at once (0.375 CPU each), 4 threads on 2 CPUs
     two = next(r for r in plan["layouts"] if r["workers"] == 2 and r["zero_stage"] == 2)
     assert two["concurrent_trials"] == 2 and two["cpu_contention"] == 2.0
+
+
+def test_runs_grouped_per_trial_pay_the_start_up_once_and_the_plan_names_the_fastest_grouping(tmp_path):
+    """The demo's layout on 2 CPUs, 2 cells × 2 seeds: grouped seed-major 2 per trial, 2 trials run at
+    once (each worker a core to itself), each paying the start-up once and a second run's set-up; of 1,
+    2 and 4 runs per trial, the plan names the one with the shortest wall time."""
+    request, cpu_probe, plan = demo_on_two_cpus(tmp_path, 2)
+    assert plan["runs"] == 4 and plan["trials"] == 2 and plan["runs_per_trial"] == 2
+    assert plan["groups"] == {
+        "group-none-seed0": ["none-seed0", "text+face+prosody-seed0"],
+        "group-none-seed1": ["none-seed1", "text+face+prosody-seed1"],
+    }
+    measured = next(r for r in plan["layouts"] if r["measured"])
+    assert measured["cpu_contention"] == 1.0  # 2 trials, 2 threads, 2 CPUs
+    cfg = TrainConfig.from_dict(request.base)
+    factors = cell_factors(request, cpu_probe["tokens_per_clip"])
+    pair = trial_seconds(cfg, cpu_probe, COUNTS, 1, [factors["none-seed0"], 1.0])
+    assert measured["trial_seconds"]["group-none-seed0"] == pytest.approx(pair)
+    assert measured["wall_seconds"] == pytest.approx(pair)
+    walls = plan["runs_per_trial_walls"]
+    assert set(walls) == {"1", "2", "4"} and walls["2"] == pytest.approx(pair)
+    assert walls["1"] > walls["2"]  # 4 trials at once on 2 CPUs, each paying the start-up
+    fastest = min(walls, key=lambda k: (walls[k], int(k)))
+    text = describe(plan | {"probe": cpu_probe, "epochs": 2, "clips": COUNTS, "layout": {"use_gpu": False}})
+    assert "plan of 4 run(s) in 2 trial(s) of up to 2" in text
+    assert (
+        f"; fastest: --runs-per-trial {fastest}" in text
+        and "runs per trial, the config's layout: 1 → " in text
+    )

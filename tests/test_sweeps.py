@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -33,8 +34,14 @@ from omnimer.sweep.request import (  # noqa: E402
     parse_subsets,
 )
 from omnimer.sweep.search import search_space, study_file  # noqa: E402
-from omnimer.sweep.trial import TrialSpec, search_overrides  # noqa: E402
-from omnimer.sweep.tuner import run_records, settle_records  # noqa: E402
+from omnimer.sweep.trial import (  # noqa: E402
+    TrialSpec,
+    group_name,
+    run_groups,
+    search_overrides,
+    trial_specs,
+)
+from omnimer.sweep.tuner import run_records, settle_records, total_trials  # noqa: E402
 from omnimer.training.driver import with_absolute_paths  # noqa: E402
 from omnimer.training.record import STATE_FILE, Status, settle_run_dir  # noqa: E402
 from sweeps import aux_ablation as sweep  # noqa: E402
@@ -61,6 +68,22 @@ def test_the_grid_is_the_eight_subsets_from_none_to_all():
     assert subset_name(LATTICE[-1]) == "text+face+prosody"
     assert [sum(s) for s in LATTICE] == [0, 1, 1, 1, 2, 2, 2, 3]
     assert [parse_subset(subset_name(s)) for s in LATTICE] == list(LATTICE)
+
+
+def test_grouped_grid_trials_hold_consecutive_seed_major_runs_and_each_is_a_spec(tmp_path):
+    cells = [list(LATTICE[0]), list(LATTICE[-1])]
+    groups = run_groups(cells, [0, 1, 2], 4)
+    assert [len(g) for g in groups] == [4, 2]
+    assert groups[0] == [[cells[0], 0], [cells[1], 0], [cells[0], 1], [cells[1], 1]]
+    specs = trial_specs(params(runs=groups[1], subset=None, seed=None), trial_id="t1", invocation=3)
+    assert [s.run_name for s in specs] == ["none-seed2", "text+face+prosody-seed2"]
+    assert {(s.trial_id, s.invocation) for s in specs} == {("t1", 3)}
+    assert group_name(specs) == "group-none-seed2" and group_name(specs[:1]) is None
+    # one run per trial, as Tune's grid of subset × seed hands it over
+    (single,) = trial_specs(params(subset=list(LATTICE[1]), seed=5))
+    assert single.run_name == f"{subset_name(LATTICE[1])}-seed5"
+    # 8 cells × 2 seeds in groups of 3
+    assert total_trials(request(plan_argv(str(tmp_path), "--runs-per-trial", "3"))) == 6
 
 
 @pytest.mark.parametrize("subset", LATTICE, ids=subset_name)
@@ -191,6 +214,10 @@ def test_refusals_before_any_trial(tmp_path, capsys):
     assert "--subsets picks cells of the ablation grid; it has no meaning with --mode search" in err
     err = refusal(capsys, ["--mode", "ablation", "--subsets", "none,gaze", *common])
     assert "'none,gaze'" not in err and "--subsets: subset 'gaze' is not none, all" in err
+    err = refusal(capsys, ["--mode", "ablation", "--runs-per-trial", "0", *common])
+    assert "--runs-per-trial must be >= 1, got 0" in err
+    err = refusal(capsys, ["--mode", "search", "--runs-per-trial", "2", *common])
+    assert "--runs-per-trial groups the runs of the ablation grid; a search's ASHA stops each run" in err
     assert not (tmp_path / "exp").exists()  # nothing was created by a refused request
 
 
@@ -288,6 +315,10 @@ def test_a_different_sweep_under_the_same_name_is_refused(tmp_path):
         check_same_sweep(tmp_path, {**planned, "seeds": [0, 1, 2]})
     with pytest.raises(SweepError, match=r"different request \(subsets: \[.*\] → \[\"none\""):
         check_same_sweep(tmp_path, {**planned, "subsets": ["none", "text+face+prosody"]})
+    # ... nor "runs_per_trial": each of its trials trained one run.
+    assert check_same_sweep(tmp_path, {**planned, "runs_per_trial": 1})
+    with pytest.raises(SweepError, match=r"different request \(runs_per_trial: 1 → 8\)"):
+        check_same_sweep(tmp_path, {**planned, "runs_per_trial": 8})
     assert not check_same_sweep(tmp_path / "new", planned)
 
 
@@ -459,3 +490,34 @@ def test_a_run_starts_no_preemption_watcher_unless_asked(ray_local, tmp_path, mo
     build_trainer(cfg, dataset=ray_local.data.from_items([{"x": 1}]))
     expected = "0" if preset is None else preset
     assert get_env_vars_to_propagate()[PREEMPTION_WATCHER_ENV] == expected
+
+
+def test_the_terminal_gets_a_line_per_run_of_a_group_trial_and_one_when_the_trial_ends(caplog):
+    from types import SimpleNamespace
+
+    from omnimer.sweep.progress import TrialLines
+
+    cells = [list(LATTICE[0]), list(LATTICE[-1])]
+    config = params(runs=run_groups(cells, [0], 2)[0])
+    config["base"]["train"]["epochs"] = 2
+    trial = SimpleNamespace(trial_id="t0", config=config, status="RUNNING")
+    lines = TrialLines(total=1)
+    caplog.set_level(logging.INFO, logger="omnimer.sweeps")
+    lines.on_trial_start(0, [trial], trial)
+    for run, epoch, valid in (
+        ("none-seed0", 1, 0.1),
+        ("none-seed0", 2, 0.2),
+        ("text+face+prosody-seed0", 1, 0.3),
+    ):
+        lines.on_trial_result(0, [trial], trial, {"run": run, "epoch": epoch, "best_valid_macro_f1": valid})
+    lines.on_trial_result(
+        0, [trial], trial, {"run": "text+face+prosody-seed0", "epoch": 2, "best_valid_macro_f1": 0.4}
+    )
+    lines.on_trial_complete(0, [trial], trial)
+    text = [r.getMessage() for r in caplog.records]
+    assert [t.split(" (")[0] for t in text] == [
+        "  none-seed0 finished: valid macro-F1 0.200",
+        "  text+face+prosody-seed0 finished: valid macro-F1 0.400",
+        "[1/1] 2 runs",
+    ]
+    assert text[-1].startswith("[1/1] 2 runs (none seed 0 … text+face+prosody seed 0) finished (")

@@ -267,7 +267,7 @@ def test_a_job_killed_part_way_resumes_on_a_new_head_and_a_finished_sweep_runs_n
         before = records(experiment)
         code, output, _ = head.submit(REPO, args)
         assert code == 0, output[-6000:]
-    assert "3 finished; invocation 3 (source " in output and ") ran 0 trial(s)" in output
+    assert "3 finished; invocation 3 (source " in output and ") ran 0 run(s)" in output
     assert records(experiment) == before and trial_dirs(experiment) == trials
     # sweep.json, records, Tune's state (JSON and pickles), checkpoints, events.
     for path in (p for p in experiment.rglob("*") if p.is_file()):

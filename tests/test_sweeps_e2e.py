@@ -80,19 +80,30 @@ def test_search_smoke_writes_the_study_and_a_rerun_adds_no_trial(storage, env):
 
 
 def test_the_grid_survives_a_killed_driver_without_losing_or_repeating_trials(storage, env):
-    """The whole ablation grid (seed 0), planned first (``--plan``: a probe, no trial), its driver
-    killed after two trials as a lost head node's would be, then resumed: each of the 8 cells
-    finished once with its λ, the trials finished before the kill are untouched, and the sweep closes
-    with the analysis package's table, then planned vs actual. (An uninterrupted ablation, its summary
-    and its no-op re-run are the S3 test's; one 8-trial sweep here keeps the suite short.)"""
-    args = smoke_ablation("killed", str(storage))
+    """The whole ablation grid (seed 0) in 2 trials of 4 runs each (``--runs-per-trial 4``: each
+    trial trains its runs one after another in one worker group), planned first (``--plan``: a probe,
+    no trial), its driver killed after two runs as a lost head node's would be, then resumed: each of
+    the 8 cells finished once with its λ, the runs finished before the kill are untouched, and the
+    sweep closes with the analysis package's table, then planned vs actual. (An uninterrupted
+    ablation of one run per trial, its summary and its no-op re-run are the S3 test's; a killed and
+    resumed sweep of one run per trial is the cluster scenario's.)"""
+    args = smoke_ablation("killed", str(storage), "--runs-per-trial", "4")
     experiment = storage / "killed"
     # First its plan: one probe trial, no trial of the sweep.
     planned = sweep([*args, "--plan"], env)
     plan = json.loads((experiment / "plan.json").read_text())
-    assert plan["trials"] == 8 and plan["probe"]["steps"] == 2 and plan["layout"]["workers"] == 1
+    assert plan["runs"] == 8 and plan["trials"] == 2 and plan["probe"]["steps"] == 2
+    assert plan["layout"]["workers"] == 1 and plan["runs_per_trial"] == 4
+    assert sorted(run for runs in plan["groups"].values() for run in runs) == sorted(
+        f"{subset_name(s)}-seed0" for s in LATTICE
+    )
     measured = next(row for row in plan["layouts"] if row["measured"])
-    assert set(measured["trial_seconds"]) == {f"{subset_name(s)}-seed0" for s in LATTICE}
+    assert (
+        set(measured["trial_seconds"]) == set(plan["groups"]) == {"group-none-seed0", "group-text+face-seed0"}
+    )
+    assert set(plan["runs_per_trial_walls"]) == {"1", "2", "4", "8"} and "; fastest: --runs-per-trial " in (
+        planned.stdout
+    )
     assert 0 < plan["probe"]["seconds_per_step"] < plan["probe"]["startup_seconds"]
     assert set(plan["probe"]["tokens_per_clip"]) == {"main", "text", "face", "prosody"}
     assert (
@@ -126,7 +137,10 @@ def test_the_grid_survives_a_killed_driver_without_losing_or_repeating_trials(st
     resumed = sweep(args, env)
     runs = records(experiment)
     assert len(runs) == 8 and {r["status"] for r in runs.values()} == {"finished"}
-    assert len(trial_dirs(experiment)) == 8
+    assert len(trial_dirs(experiment)) == 2
+    # Each trial's checkpoints are its worker group's, each naming its run; the runs' dirs hold none.
+    assert sorted(p.name for p in (experiment / "runs").glob("group-*")) == sorted(plan["groups"])
+    assert not any(p.is_dir() for name in runs for p in (experiment / "runs" / name).glob("checkpoint_*"))
     for name, record in finished.items():
         assert runs[name] == record  # kept as it was, not trained again
     assert len({tuple(r["sweep"]["subset"].values()) for r in runs.values()}) == 8
@@ -146,7 +160,8 @@ def test_the_grid_survives_a_killed_driver_without_losing_or_repeating_trials(st
     assert re.search(r"^  prosody  Shapley [+-]\d\.\d{3}", resumed.stdout, re.MULTILINE)
     assert "planned vs actual (plan.json of " in resumed.stdout
     assert re.search(
-        r"sweep wall: planned [\d.]+ min for 8 trial\(s\); invocation 2: [\d.]+ min for \d", resumed.stdout
+        r"sweep wall: planned [\d.]+ min for 2 trial\(s\); invocation 2: [\d.]+ min for \d run\(s\)",
+        resumed.stdout,
     )
 
 

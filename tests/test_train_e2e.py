@@ -210,6 +210,55 @@ def test_worker_death_resumes_to_the_same_result(workspace, unbroken):
     assert b["epochs"][-1]["train_loss"] == pytest.approx(a["epochs"][-1]["train_loss"], rel=1e-6)
 
 
+GROUP_RUNS = """
+import sys
+
+import ray
+
+from omnimer.config import load_train_config
+from omnimer.training.driver import run_trainings
+
+ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
+runs = (("g-seed1", ["train.seed=1"]), ("g-seed0", ["train.seed=0", "train.fail_at_epoch=1"]))
+cfgs = [load_train_config("sweeps/configs/smoke.yaml", [*sys.argv[1:], f"run.name={n}", *x]) for n, x in runs]
+for record in run_trainings(cfgs, group_name="group-g"):
+    print(record.config["run"]["name"], record.status)
+"""
+
+
+def test_runs_trained_by_one_worker_group_match_runs_trained_alone(workspace, unbroken):
+    """Two runs in one Train run (a grid trial with --runs-per-trial 2): the second, seed 0, ends with
+    the same metrics as the same config trained alone (nothing of the first run leaks into it), and
+    when its worker dies after epoch 1 the restarted group resumes it from its own checkpoint without
+    training the first run again."""
+    root, env = workspace
+    overrides = [
+        f"data.path={root / 'shards'}",
+        f"model.name_or_path={root / 'tiny'}",
+        f"run.output_dir={root / 'runs'}",
+        f"model.stage_dir={root / 'stage'}",
+        "train.epochs=2",
+        "train.max_steps_per_epoch=4",
+        "train.batch_size=2",
+    ]
+    result = run(["-c", GROUP_RUNS, *overrides], env, timeout=900, command=[sys.executable])
+    assert "g-seed1 finished" in result.stdout and "g-seed0 finished" in result.stdout
+    alone = json.loads((unbroken[0] / "record.json").read_text())
+    first = json.loads((root / "runs" / "g-seed1" / "record.json").read_text())
+    second = json.loads((root / "runs" / "g-seed0" / "record.json").read_text())
+    assert len(first["setup_seconds"]) == 1 and len(first["epochs"]) == 2  # not trained again
+    assert len(second["setup_seconds"]) == 2 and len(second["epochs"]) == 2  # resumed after epoch 1
+    assert first["wall_seconds"] > 0 and second["wall_seconds"] > 0
+    assert second["epochs"][-1]["valid"] == alone["epochs"][-1]["valid"]
+    assert (second["best_epoch"], second["test"]) == (alone["best_epoch"], alone["test"])
+    assert second["epochs"][-1]["train_loss"] == pytest.approx(alone["epochs"][-1]["train_loss"], rel=1e-6)
+    assert first["test"] != second["test"] or first["epochs"] != second["epochs"]
+    # The group's checkpoints are its own Train run's, each naming its run; the runs' dirs hold none.
+    checkpoints = sorted(c for c in (root / "runs" / "group-g").glob("checkpoint_*") if c.is_dir())
+    assert [json.loads((c / "run.json").read_text())["name"] for c in checkpoints] == ["g-seed0"] * 2
+    assert not [c for c in (root / "runs" / "g-seed1").glob("checkpoint_*") if c.is_dir()]
+
+
 def test_rerun_is_a_no_op_and_a_changed_config_is_refused(workspace, unbroken):
     run_dir, _ = unbroken
     before = (run_dir / "record.json").read_text()

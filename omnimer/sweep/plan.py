@@ -10,8 +10,11 @@ clips; :func:`probe_loop_per_worker` measures tokens per clip of each task, seco
 seconds per clip and peak memory per device, and the probe's wall time less that work is a trial's
 start-up. :func:`project` turns that into the sweep's trials, rounds, concurrency, wall time and
 device-hours, for the chosen layout and for the others (workers per trial 1/2/4/8 × ZeRO-2/3) that
-fit in memory. Written to ``<experiment>/plan.json``; a sweep that finds one there prints planned vs
-actual at its end (:func:`planned_vs_actual`).
+fit in memory, and, for an ablation, the wall time with other numbers of runs per trial
+(``--runs-per-trial``: a trial trains its runs one after another in one worker group, paying the
+start-up once and each further run's set-up), naming the fastest. Written to
+``<experiment>/plan.json``; a sweep that finds one there prints planned vs actual at its end
+(:func:`planned_vs_actual`).
 
 The projection's assumptions, printed with it: a trial's steps take as long per device whatever the
 number of workers (per-worker batch kept, communication not modelled); a cell costs the all-aux
@@ -197,38 +200,57 @@ def concurrent_trials(cfg: TrainConfig, cluster: Cluster, workers: int) -> int:
     return max(0, slots)
 
 
-def trial_seconds(cfg: TrainConfig, probe: dict, counts: dict, workers: int, factor: float) -> float:
-    """One trial's wall time: the probe's start-up, then each epoch's steps (per worker, at the
-    all-aux step time × ``factor``) and the scoring of valid and test."""
+def run_seconds(cfg: TrainConfig, probe: dict, counts: dict, workers: int, factor: float) -> float:
+    """One run's epochs: each epoch's steps (per worker, at the all-aux step time × ``factor``) and
+    the scoring of valid and test."""
     steps = math.ceil(counts.get("train", 0) / (workers * cfg.train.batch_size))
     if cfg.train.max_steps_per_epoch:
         steps = min(steps, cfg.train.max_steps_per_epoch)
     scored = math.ceil(counts.get("valid", 0) / workers) + math.ceil(counts.get("test", 0) / workers)
     epoch = steps * probe["seconds_per_step"] * factor + scored * probe["eval_seconds_per_clip"]
-    return probe["startup_seconds"] + cfg.train.epochs * epoch
+    return cfg.train.epochs * epoch
+
+
+def trial_seconds(cfg: TrainConfig, probe: dict, counts: dict, workers: int, factors: list[float]) -> float:
+    """One trial's wall time, for runs of these ``factors`` trained one after another by its worker
+    group: the probe's start-up once, each later run's own set-up (the workers' set-up the probe
+    measured), and every run's epochs."""
+    setup = sum(probe["setup_seconds"].values())
+    work = sum(run_seconds(cfg, probe, counts, workers, factor) for factor in factors)
+    return probe["startup_seconds"] + (len(factors) - 1) * setup + work
 
 
 def cell_factors(request, tokens: dict[str, float]) -> dict[str, float]:
-    """Each trial's cost relative to the all-aux cell, by its tokens per clip (main + enabled aux)."""
+    """Each run's cost relative to the all-aux cell, by its tokens per clip (main + enabled aux), in
+    the order the grid groups its runs (seed-major: :func:`omnimer.sweep.trial.run_groups`)."""
     every = tokens.get(MAIN, 0.0) + sum(tokens.get(t.name, 0.0) for t in AUX_TASKS)
     if request.mode != "ablation" or every <= 0:
         return {f"trial-{i}": 1.0 for i in range(request.num_samples)}
     factors = {}
-    for subset in LATTICE:
-        if subset_name(subset) not in request.subsets:
-            continue
-        enabled = tokens.get(MAIN, 0.0) + sum(
-            tokens.get(t.name, 0.0) for t, on in zip(AUX_TASKS, subset, strict=True) if on
-        )
-        for seed in request.seeds:
+    for seed in request.seeds:
+        for subset in LATTICE:
+            if subset_name(subset) not in request.subsets:
+                continue
+            enabled = tokens.get(MAIN, 0.0) + sum(
+                tokens.get(t.name, 0.0) for t, on in zip(AUX_TASKS, subset, strict=True) if on
+            )
             factors[f"{subset_name(subset)}-seed{seed}"] = enabled / every
     return factors
 
 
+def trial_groups(runs: list[str], size: int) -> dict[str, list[str]]:
+    """The trials of ``runs`` in groups of ``size`` (the sweep's ``--runs-per-trial``), by the name of
+    each trial's Train run: the run's own for one run, ``group-<first run>`` for several."""
+    groups = [runs[i : i + size] for i in range(0, len(runs), size)]
+    return {(g[0] if len(g) == 1 else f"group-{g[0]}"): g for g in groups}
+
+
 def project(request, probe: dict, counts: dict, cluster: Cluster, measured: Layout) -> dict:
-    """The sweep's projection for the measured layout, and for every other layout that fits."""
+    """The sweep's projection for the measured layout, and for every other layout that fits, at the
+    request's runs per trial; for the measured layout also the wall time of other runs per trial."""
     cfg = TrainConfig.from_dict(request.base)
     factors = cell_factors(request, probe["tokens_per_clip"])
+    size = request.runs_per_trial
     limit = MEMORY_HEADROOM * probe["memory_capacity_bytes"]
     layouts = [measured] + [
         Layout(w, z)
@@ -239,16 +261,9 @@ def project(request, probe: dict, counts: dict, cluster: Cluster, measured: Layo
     rows = []
     for layout in layouts:
         memory = memory_per_device(probe, measured, layout)
-        slots = concurrent_trials(cfg, cluster, layout.workers)
-        if layout != measured and (memory > limit or slots < 1):
+        projected = projection(cfg, probe, counts, cluster, layout.workers, factors, size)
+        if layout != measured and (memory > limit or projected["concurrent_trials"] < 1):
             continue
-        # On CPU, concurrent trials share the cores: each worker computes with at least one thread.
-        share = 1.0 if cfg.train.use_gpu else cpu_contention(cfg, cluster, layout.workers, slots)
-        times = {
-            name: share * trial_seconds(cfg, probe, counts, layout.workers, f) for name, f in factors.items()
-        }
-        rounds = math.ceil(len(times) / slots) if slots else 0
-        wall = max(sum(times.values()) / slots, max(times.values())) if slots else math.inf
         rows.append(
             {
                 "workers": layout.workers,
@@ -256,15 +271,46 @@ def project(request, probe: dict, counts: dict, cluster: Cluster, measured: Layo
                 "measured": layout == measured,
                 "memory_bytes": memory,
                 "fits": memory <= limit,
-                "concurrent_trials": slots,
-                "rounds": rounds,
-                "cpu_contention": share,
-                "trial_seconds": times,
-                "wall_seconds": wall,
-                "device_hours": sum(times.values()) * layout.workers * device_share(cfg) / 3600,
+                **projected,
             }
         )
-    return {"trials": len(factors), "layouts": rows}
+    plan = {
+        "runs": len(factors),
+        "runs_per_trial": size,
+        "trials": len(trial_groups(list(factors), size)),
+        "groups": trial_groups(list(factors), size),
+        "layouts": rows,
+    }
+    if request.mode == "ablation":
+        sizes = sorted({1, 2, 4, 8, len(request.subsets), len(factors)} & set(range(1, len(factors) + 1)))
+        plan["runs_per_trial_walls"] = {
+            str(k): projection(cfg, probe, counts, cluster, measured.workers, factors, k)["wall_seconds"]
+            for k in sizes
+        }
+    return plan
+
+
+def projection(
+    cfg: TrainConfig, probe: dict, counts: dict, cluster: Cluster, workers: int, factors: dict, size: int
+) -> dict:
+    """Trials at once, rounds, CPU contention, each trial's seconds, wall and device-hours of the sweep
+    with ``workers`` per trial and ``size`` runs per trial."""
+    groups = trial_groups(list(factors), size)
+    slots = concurrent_trials(cfg, cluster, workers)
+    # On CPU, concurrent trials share the cores: each worker computes with at least one thread.
+    share = 1.0 if cfg.train.use_gpu else cpu_contention(cfg, cluster, workers, min(slots, len(groups)))
+    times = {
+        name: share * trial_seconds(cfg, probe, counts, workers, [factors[run] for run in runs])
+        for name, runs in groups.items()
+    }
+    return {
+        "concurrent_trials": slots,
+        "rounds": math.ceil(len(times) / slots) if slots else 0,
+        "cpu_contention": share,
+        "trial_seconds": times,
+        "wall_seconds": max(sum(times.values()) / slots, max(times.values())) if slots else math.inf,
+        "device_hours": sum(times.values()) * workers * device_share(cfg) / 3600,
+    }
 
 
 def cpu_contention(cfg: TrainConfig, cluster: Cluster, workers: int, slots: int) -> float:
@@ -325,7 +371,8 @@ def describe(plan: dict) -> str:
     tokens = ", ".join(f"{task} {n:.0f}" for task, n in probe["tokens_per_clip"].items())
     setup = ", ".join(f"{k} {v:.1f} s" for k, v in probe["setup_seconds"].items())
     lines = [
-        f"plan of {plan['trials']} trial(s), {plan['epochs']} epochs each, on "
+        f"plan of {plan['runs']} run(s) in {plan['trials']} trial(s) of up to {plan['runs_per_trial']}, "
+        f"{plan['epochs']} epochs each, on "
         f"{plan['clips'].get('train', 0)} training clips (probe: the all-aux cell, {probe['steps']} steps "
         f"on {probe['device']}):",
         f"  tokens per clip: {tokens}",
@@ -334,7 +381,8 @@ def describe(plan: dict) -> str:
         f"  peak memory per device {_gib(probe['peak_memory_bytes'])} of "
         f"{_gib(probe['memory_capacity_bytes'])}; "
         f"weights {_gib(probe['param_bytes'])} ({_gib(probe['trainable_param_bytes'])} trainable)",
-        f"  a trial's start-up {probe['startup_seconds']:.1f} s (the workers' set-up: {setup})",
+        f"  a trial's start-up {probe['startup_seconds']:.1f} s (the workers' set-up: {setup}; each further "
+        "run of a trial sets up again)",
         f"  {'workers':>7} {'ZeRO':>4} {'memory/dev':>10} {'at once':>7} {'rounds':>6} {'wall':>9} "
         f"{device + '-hours':>14}",
     ]
@@ -344,6 +392,14 @@ def describe(plan: dict) -> str:
             f"{row['concurrent_trials']:>7} {row['rounds']:>6} {_duration(row['wall_seconds']):>9} "
             f"{row['device_hours']:>14.2f}"
             + ("   <- the config's layout (measured)" if row["measured"] else "")
+        )
+    walls = plan.get("runs_per_trial_walls")
+    if walls:
+        fastest = min(walls, key=lambda k: (walls[k], int(k)))
+        lines.append(
+            "  runs per trial, the config's layout: "
+            + ", ".join(f"{k} → {_duration(w)}" for k, w in walls.items())
+            + f"; fastest: --runs-per-trial {fastest}"
         )
     lines.append(
         "  (per-device step time kept whatever the workers, communication not modelled; cells scaled by "
@@ -374,15 +430,22 @@ def planned_vs_actual(experiment_dir: str, invocation: int, records: list[dict])
     lines = [
         f"planned vs actual ({PLAN_FILE} of {when}):",
         f"  sweep wall: planned {_duration(row['wall_seconds'])} for {plan['trials']} trial(s); invocation "
-        f"{invocation}: " + (f"{_duration(wall)} for {len(ran)}" if wall is not None else "no wall time"),
+        f"{invocation}: "
+        + (f"{_duration(wall)} for {len(ran)} run(s)" if wall is not None else "no wall time"),
     ]
-    planned = {name: row["trial_seconds"][name] for name in ran if name in row["trial_seconds"]}
-    if planned:
-        mean_planned = sum(planned.values()) / len(planned)
-        mean_actual = sum(ran[name] for name in planned) / len(planned)
+    # A trial's actual time: its runs' (the first counts from its Train run's start, each later one
+    # from the previous run's end), for the trials whose every run this invocation trained.
+    groups = plan.get("groups") or {name: [name] for name in row["trial_seconds"]}
+    actual = {
+        name: sum(ran[run] for run in runs)
+        for name, runs in groups.items()
+        if name in row["trial_seconds"] and all(run in ran for run in runs)
+    }
+    if actual:
+        mean_planned = sum(row["trial_seconds"][name] for name in actual) / len(actual)
+        mean_actual = sum(actual.values()) / len(actual)
         lines.append(
-            f"  mean trial: planned {mean_planned:.0f} s, actual {mean_actual:.0f} s "
-            f"({len(planned)} trial(s))"
+            f"  mean trial: planned {mean_planned:.0f} s, actual {mean_actual:.0f} s ({len(actual)} trial(s))"
         )
     return "\n".join(lines) + "\n"
 

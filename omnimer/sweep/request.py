@@ -34,7 +34,7 @@ SMOKE_OVERRIDES = [
 # What makes two invocations the same sweep: what the user asked for. Not where the code was unpacked
 # (repository paths are repo-relative), not the code's version (invocations.json records it), and not
 # the base's run section (each trial's comes from the experiment dir).
-REQUEST_KEYS = ("mode", "target", "seeds", "subsets", "num_samples", "base")
+REQUEST_KEYS = ("mode", "target", "seeds", "subsets", "num_samples", "runs_per_trial", "base")
 
 
 class SweepError(ValueError):
@@ -57,6 +57,8 @@ class SweepRequest:
     num_samples: int | None
     smoke_test: bool
     base: dict
+    # Ablation: runs (cell × seed) each Tune trial trains one after another in one worker group.
+    runs_per_trial: int = 1
 
     @property
     def runs_dir(self) -> str:
@@ -82,6 +84,7 @@ def plan_sweep(
     smoke_test: bool = False,
     best: dict | None = None,
     overrides: list[str] = (),
+    runs_per_trial: int = 1,
 ) -> SweepRequest:
     """Validate a request and resolve its base config; nothing is created for a refused request.
 
@@ -97,6 +100,13 @@ def plan_sweep(
     subset_names = parse_subsets(subsets)
     if num_samples < 1:
         raise SweepError(f"--num-samples must be >= 1, got {num_samples}")
+    if runs_per_trial < 1:
+        raise SweepError(f"--runs-per-trial must be >= 1, got {runs_per_trial}")
+    if runs_per_trial > 1 and mode != "ablation":
+        raise SweepError(
+            "--runs-per-trial groups the runs of the ablation grid; a search's ASHA stops each run on "
+            "its own, so every search trial trains one run"
+        )
     if not name or "/" in name:
         raise SweepError(f"--name {name!r} must be a plain name (the experiment dir's)")
     config_path = config or (str(SMOKE_CONFIG) if smoke_test else None)
@@ -135,6 +145,7 @@ def plan_sweep(
         num_samples=num_samples if mode == "search" else None,
         smoke_test=smoke_test,
         base=values,
+        runs_per_trial=runs_per_trial,
     )
 
 
@@ -221,6 +232,7 @@ def request_view(sweep: dict) -> dict[str, object]:
     sweep = json.loads(json.dumps(sweep))
     if sweep.get("mode") == "ablation" and sweep.get("subsets") is None:  # written before --subsets
         sweep["subsets"] = parse_subsets(None)
+    sweep.setdefault("runs_per_trial", 1)  # written before --runs-per-trial
     flat: dict[str, object] = {k: sweep.get(k) for k in REQUEST_KEYS if k != "base"}
     base = comparable_config(sweep.get("base") or {})
     flat.update({key: value for key, value in base.items() if not key.startswith("run.")})

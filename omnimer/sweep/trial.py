@@ -1,9 +1,11 @@
-"""One trial of a sweep: its spec (which ablation cell or which sampled hyperparameters, which seed),
-its run config, and :func:`train_driver`, the function Ray Tune runs for it.
+"""One trial of a sweep: the spec of each of its runs (which ablation cell or which sampled
+hyperparameters, which seed), their run configs, and :func:`train_driver`, the function Ray Tune runs
+for it.
 
 Tune calls :func:`train_driver` with the trial's param dict (:mod:`omnimer.sweep.tuner` builds the
-grid or the Optuna search); the driver runs one training run (:mod:`omnimer.training.driver`), which
-reports every epoch back to Tune.
+grid or the Optuna search). A trial trains one run, or, in a grid with ``--runs-per-trial`` k > 1,
+k runs (``runs``: [subset, seed] pairs, :func:`run_groups`) one after another in one worker group
+(:func:`omnimer.training.driver.run_trainings`); every epoch is reported back to Tune.
 """
 
 from __future__ import annotations
@@ -107,8 +109,32 @@ def search_overrides(base: dict, params: dict) -> dict:
     return values
 
 
+def trial_specs(params: dict, trial_id: str | None = None, invocation: int | None = None) -> list[TrialSpec]:
+    """The runs of one Tune trial, in order: its own cell and seed, or a grouped grid trial's ``runs``."""
+    if params.get("runs") is None:
+        return [TrialSpec.from_tune(params, trial_id, invocation)]
+    return [
+        TrialSpec.from_tune({**params, "subset": subset, "seed": seed}, trial_id, invocation)
+        for subset, seed in params["runs"]
+    ]
+
+
+def run_groups(cells: list[list[bool]], seeds: list[int], size: int) -> list[list[list]]:
+    """The grid's runs ([subset, seed]) seed-major (every cell of the first seed, then the next
+    seed's), cut into consecutive groups of ``size``: with ``size`` = the number of cells, each group
+    is one seed's cells, so the groups cost the same."""
+    runs = [[cell, seed] for seed in seeds for cell in cells]
+    return [runs[i : i + size] for i in range(0, len(runs), size)]
+
+
+def group_name(specs: list[TrialSpec]) -> str | None:
+    """The Train run of a trial of several runs: ``group-<first run>`` (its checkpoints); None for one
+    run, whose Train run is the run dir itself."""
+    return f"group-{specs[0].run_name}" if len(specs) > 1 else None
+
+
 def train_driver(params: dict, dataset=None, invocation: int | None = None) -> None:
-    """One Tune trial: the Ray Train run of one config, reporting each epoch to Tune.
+    """One Tune trial: the Ray Train run of its config(s), reporting each epoch to Tune.
 
     ``dataset`` is the sweep's shards, read once and shared by every trial, and ``invocation`` the
     number of the sweep invocation that runs the trial (both through ``tune.with_parameters``, so
@@ -117,24 +143,25 @@ def train_driver(params: dict, dataset=None, invocation: int | None = None) -> N
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from omnimer.training.driver import finished_record, run_training
+    from omnimer.training.driver import finished_record, run_trainings
 
-    spec = TrialSpec.from_tune(params, tune.get_context().get_trial_id(), invocation)
-    cfg = spec.config()
-    previous = finished_record(cfg)
-    if previous is not None:
-        # The run finished but Tune did not hear of it (the sweep's driver died in between):
-        # report its result once instead of training it again.
-        tune.report(previous.state.report())
+    specs = trial_specs(params, tune.get_context().get_trial_id(), invocation)
+    cfgs = [spec.config() for spec in specs]
+    previous = [finished_record(cfg) for cfg in cfgs]
+    if all(record is not None for record in previous):
+        # The runs finished but Tune did not hear of it (the sweep's driver died in between):
+        # report the last one's result once instead of training them again.
+        tune.report(previous[-1].state.report())
         return
-    # A failed fit leaves the record `running`: the sweep settles it once Tune has ended every trial
-    # (tuner.settle_records). ASHA stopping a trial kills its Train run, so this driver sees a
-    # failure; and its thread can outlive tuner.fit(), so a record written here could land after the
-    # sweep settled it as `stopped`.
-    run_training(
-        cfg,
+    # A failed fit leaves the unfinished records `running`: the sweep settles them once Tune has
+    # ended every trial (tuner.settle_records). ASHA stopping a trial kills its Train run, so this
+    # driver sees a failure; and its thread can outlive tuner.fit(), so a record written here could
+    # land after the sweep settled it as `stopped`.
+    run_trainings(
+        cfgs,
         callbacks=[TuneReportCallback()],
-        sweep=spec.sweep_block(cfg),
+        sweeps=[spec.sweep_block(cfg) for spec, cfg in zip(specs, cfgs, strict=True)],
         dataset=dataset,
         record_failure=False,
+        group_name=group_name(specs),
     )

@@ -8,6 +8,7 @@ Called by ``sweeps/aux_ablation.py`` (:func:`run_sweep`, then :func:`settle_reco
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 from omnimer import storage
@@ -18,7 +19,7 @@ from omnimer.sweep.invocations import end_invocation, invocation_log, start_invo
 from omnimer.sweep.progress import TrialLines
 from omnimer.sweep.request import SWEEP_FILE, SweepRequest, check_same_sweep
 from omnimer.sweep.resources import cluster_slots
-from omnimer.sweep.trial import TrialSpec, train_driver
+from omnimer.sweep.trial import run_groups, train_driver, trial_specs
 from omnimer.training.record import RECORD_FILE, Status, settle_run_dir
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,10 @@ def run_sweep(request: SweepRequest):
     experiment_dir = request.experiment_dir
     base = TrainConfig.from_dict(request.base)
     slots, driver_resources = cluster_slots(base)
-    log.info("%s sweep %s: %d trial(s) at a time", request.mode, experiment_dir, slots)
+    trials = total_trials(request)
+    log.info(
+        "%s sweep %s: %d trial(s), %d at a time", request.mode, experiment_dir, trials, min(slots, trials)
+    )
     experiment_path, experiment_filesystem = storage.ray_storage(experiment_dir)
     resuming = check_same_sweep(experiment_dir, request) and tune.Tuner.can_restore(
         experiment_path, storage_filesystem=experiment_filesystem
@@ -116,11 +120,16 @@ def build_tuner(request: SweepRequest, base: TrainConfig, slots: int, trainable)
         verbose=0,
     )
     if request.mode == "ablation":
-        param_space = {
-            **constant,
-            "subset": tune.grid_search([list(s) for s in LATTICE if subset_name(s) in request.subsets]),
-            "seed": tune.grid_search(request.seeds),
-        }
+        cells = [list(s) for s in LATTICE if subset_name(s) in request.subsets]
+        if request.runs_per_trial > 1:  # each trial trains a group of runs in one worker group
+            groups = run_groups(cells, request.seeds, request.runs_per_trial)
+            param_space = {**constant, "runs": tune.grid_search(groups)}
+        else:
+            param_space = {
+                **constant,
+                "subset": tune.grid_search(cells),
+                "seed": tune.grid_search(request.seeds),
+            }
         # A grid trial's process (Tune's function actor: Python, Ray, torch and omnimer imported,
         # about 8 CPU-s on the demo's 2 cores) takes the next trial once its Train run has ended; a
         # grid trial ends only when its run did. Not in a search: ASHA stops a trial while its Train
@@ -145,9 +154,10 @@ def build_tuner(request: SweepRequest, base: TrainConfig, slots: int, trainable)
 
 
 def total_trials(request: SweepRequest) -> int:
-    """How many trials the sweep has: cells × seeds, or the search's samples."""
+    """How many trials the sweep has: cells × seeds in groups of ``runs_per_trial``, or the search's
+    samples."""
     if request.mode == "ablation":
-        return len(request.subsets) * len(request.seeds)
+        return math.ceil(len(request.subsets) * len(request.seeds) / request.runs_per_trial)
     return request.num_samples
 
 
@@ -165,12 +175,12 @@ def settle_records(results, runs_dir: Path | str, mode: str) -> dict[str, int]:
     any more, so a record still ``running`` failed.
     """
     for result in results:
-        spec = TrialSpec.from_tune(result.config, (result.metrics or {}).get("trial_id"))
-        run_dir = storage.join(runs_dir, spec.run_name)
-        if result.error is not None:
-            settle_run_dir(run_dir, Status.FAILED, f"{type(result.error).__name__}: {result.error}")
-        elif mode == "search":
-            settle_run_dir(run_dir, Status.STOPPED)
+        for spec in trial_specs(result.config, (result.metrics or {}).get("trial_id")):
+            run_dir = storage.join(runs_dir, spec.run_name)
+            if result.error is not None:
+                settle_run_dir(run_dir, Status.FAILED, f"{type(result.error).__name__}: {result.error}")
+            elif mode == "search":
+                settle_run_dir(run_dir, Status.STOPPED)
     counts: dict[str, int] = {}
     for path in run_records(runs_dir):
         record = settle_run_dir(

@@ -1,10 +1,11 @@
 """A run's checkpoints: each epoch every worker saves its DeepSpeed state, rank 0 adds the adapter
 and the run's :class:`~omnimer.training.record.RunState`, and the checkpoint goes to Ray with the
-epoch's metrics (``ray.train.report``). Ray keeps the last two under the run dir
-(``checkpoint_*``); a restarted worker group, or a resumed sweep trial, continues from the newest.
+epoch's metrics (``ray.train.report``). Ray keeps the last two under the Train run's dir (the run
+dir, or a sweep trial's ``group-*`` dir when the trial trains several runs); a restarted worker group,
+or a resumed sweep trial, continues from the newest. Each checkpoint names its run (``run.json``), so
+the worker of several runs knows which one to continue (:func:`resume_index`).
 
-Used by the Ray Train worker (:mod:`omnimer.training.worker`) and the driver, which reads the final
-state from the last checkpoint (:func:`final_state`).
+Used by the Ray Train worker (:mod:`omnimer.training.worker`).
 """
 
 from __future__ import annotations
@@ -21,15 +22,32 @@ from omnimer.training.record import STATE_FILE, RunState
 log = logging.getLogger(__name__)
 
 DS_TAG = "deepspeed"  # DeepSpeed's tag (sub-folder) of its state inside a checkpoint
+RUN_FILE = "run.json"  # {"name": <run name>}: whose checkpoint it is
 
 
-def restore(engine, rank: int) -> RunState:
-    """Load the newest checkpoint into ``engine`` and return its state (a fresh state without one)."""
+def resume_index(names: list[str]) -> tuple[int, bool]:
+    """Where a worker group that trains the runs ``names`` in order starts: the index of the run the
+    newest checkpoint belongs to and True (continue it from there), or ``(0, False)`` without a
+    checkpoint of one of them (the driver leaves out runs already finished).
+
+    A checkpoint without ``run.json`` (written when every Train run trained one run) is the first's.
+    """
     import ray.train
 
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
-        return RunState()
+        return 0, False
+    with checkpoint.as_directory() as ckpt:
+        path = Path(ckpt) / RUN_FILE
+        name = json.loads(path.read_text())["name"] if path.is_file() else names[0]
+    return (names.index(name), True) if name in names else (0, False)
+
+
+def restore(engine, rank: int) -> RunState:
+    """Load the newest checkpoint into ``engine`` and return its state."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
     with checkpoint.as_directory() as ckpt:
         engine.load_checkpoint(ckpt, tag=DS_TAG)
         state = RunState.from_json(json.loads((Path(ckpt) / STATE_FILE).read_text()))
@@ -37,7 +55,7 @@ def restore(engine, rank: int) -> RunState:
     return state
 
 
-def save_and_report(engine, state: RunState, rank: int, outputs=None) -> None:
+def save_and_report(engine, state: RunState, rank: int, run_name: str, outputs=None) -> None:
     """Checkpoint this epoch and report its metrics to Ray (every rank takes part).
 
     ZeRO-3 partitions the adapter too: every rank joins the gather, then rank 0 saves the full
@@ -54,10 +72,6 @@ def save_and_report(engine, state: RunState, rank: int, outputs=None) -> None:
                     outputs.best_adapter(engine.module)
                 engine.module.save_pretrained(str(Path(tmp) / "adapter"))
                 storage.write_json(Path(tmp) / STATE_FILE, state.to_json())
-        ray.train.report(state.report(), checkpoint=ray.train.Checkpoint.from_directory(tmp))
-
-
-def final_state(result) -> RunState:
-    """The state in the last checkpoint of a finished ``TorchTrainer.fit()`` result."""
-    with result.checkpoint.as_directory() as ckpt:
-        return RunState.from_json(json.loads((Path(ckpt) / STATE_FILE).read_text()))
+                storage.write_json(Path(tmp) / RUN_FILE, {"name": run_name})
+        metrics = {**state.report(), "run": run_name}
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))

@@ -10,7 +10,9 @@ Called by ``omnimer train`` (:mod:`omnimer.cli`) and by each trial of ``sweeps/a
 Outputs of ``<run.output_dir>/<run.name>/``: ``record.json``
 (:class:`~omnimer.training.record.RunRecord`), ``tensorboard/`` and ``best_adapter/`` (the LoRA adapter
 of the epoch with the best valid macro-F1; :mod:`omnimer.training.outputs`), and Ray's checkpoints
-(adapter + DeepSpeed optimizer state, :mod:`omnimer.training.checkpoint`) under ``checkpoint_*``.
+(adapter + DeepSpeed optimizer state, :mod:`omnimer.training.checkpoint`) under ``checkpoint_*``: those
+are the Train run's, which is the run dir itself unless a sweep trial trains several runs in one
+worker group (:func:`run_trainings`; its checkpoints are then under the trial's ``group-*`` dir).
 ``run.output_dir`` may be an object store URI (``s3://bucket/runs``, see :mod:`omnimer.storage`).
 """
 
@@ -27,7 +29,6 @@ from omnimer import storage
 from omnimer.config import TrainConfig
 from omnimer.labels import label_set_of
 from omnimer.provenance import code_version, in_repo, package_versions, repo_relative
-from omnimer.training.checkpoint import final_state
 from omnimer.training.dataset import DATASET, load_shards
 from omnimer.training.record import (
     RunRecord,
@@ -141,8 +142,9 @@ def build_trainer(
 
     ``dataset`` is the shards as a Ray Dataset, read here from ``cfg.data.path`` if not given (a sweep
     passes one materialized dataset to all its trials, so no trial re-reads the files). ``loop`` and
-    ``loop_config`` are the worker function and its argument: the training run's by default (the
-    config as a dict); a sweep's ``--plan`` runs its probe (:mod:`omnimer.sweep.plan`) instead.
+    ``loop_config`` are the worker function and its argument: by default the training of ``cfg``
+    alone (:func:`run_trainings` passes its runs); a sweep's ``--plan`` runs its probe
+    (:mod:`omnimer.sweep.plan`) instead. The Train run is ``cfg.run.name`` under ``cfg.run.output_dir``.
     """
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -168,7 +170,7 @@ def build_trainer(
         resources["GPU"] = 1
     return TorchTrainer(
         loop,
-        train_loop_config=cfg.to_dict() if loop_config is None else loop_config,
+        train_loop_config={"runs": [cfg.to_dict()]} if loop_config is None else loop_config,
         torch_config=TorchConfig(backend="nccl" if cfg.train.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu, resources_per_worker=resources
@@ -195,20 +197,78 @@ def run_training(
     record_failure: bool = True,
 ) -> RunRecord:
     """Validate, fit, and write ``record.json``; returns the record. A run that already finished with
-    the same config is not run again: its record is returned as it is.
+    the same config is not run again: its record is returned as it is (:func:`run_trainings` with one
+    run, whose Train run is the run dir itself)."""
+    return run_trainings(
+        [cfg], callbacks=callbacks, dataset=dataset, sweeps=[sweep], record_failure=record_failure
+    )[0]
 
-    ``callbacks`` and ``dataset`` go to :func:`build_trainer`; ``sweep`` (experiment, mode, trial id,
-    seed, subset, invocation) is stored in the record for the analysis. A failed fit raises; with
-    ``record_failure`` the record first says ``failed``, else it stays ``running`` for the caller to
-    settle (a sweep's trials: see :func:`omnimer.sweep.tuner.settle_records`).
+
+# What every run that one worker group trains must share: its layout and where its Train run lives.
+SHARED_BY_A_GROUP = ("num_workers", "cpus_per_worker", "use_gpu", "max_failures")
+
+
+def run_trainings(
+    cfgs: list[TrainConfig],
+    *,
+    callbacks: list | None = None,
+    dataset=None,
+    sweeps: list[dict | None] | None = None,
+    record_failure: bool = True,
+    group_name: str | None = None,
+) -> list[RunRecord]:
+    """Validate the runs, write their ``running`` records, and fit them one after another in one
+    worker group (one Ray Train run, named ``group_name``, else the first run's name); returns their
+    records in order. Runs that already finished with the same config are left out as they are.
+
+    Rank 0 settles each run's record as finished at its end (:mod:`omnimer.training.worker`), so a
+    fit that fails part-way keeps the runs it finished. ``callbacks`` and ``dataset`` go to
+    :func:`build_trainer`; ``sweeps`` holds each run's ``sweep`` block (experiment, mode, trial id,
+    seed, subset, invocation) for the analysis. A failed fit raises; with ``record_failure`` the
+    records of the runs it did not finish first say ``failed``, else they stay ``running`` for the
+    caller to settle (a sweep's trials: see :func:`omnimer.sweep.tuner.settle_records`).
     """
-    info = validate_run(cfg)
-    cfg = with_absolute_paths(cfg)
-    run_dir = run_location(cfg)
-    previous = finished_record(cfg)
-    if previous is not None:
-        log.info("run %s already finished with this config; nothing to do", run_dir)
-        return previous
+    sweeps = sweeps or [None] * len(cfgs)
+    check_one_group(cfgs)
+    done: dict[str, RunRecord] = {}
+    todo: list[TrainConfig] = []
+    for cfg, sweep in zip(cfgs, sweeps, strict=True):
+        info = validate_run(cfg)
+        cfg = with_absolute_paths(cfg)
+        previous = finished_record(cfg)
+        if previous is not None:
+            log.info("run %s already finished with this config; nothing to do", run_location(cfg))
+            done[cfg.run.name] = previous
+            continue
+        write_record(run_location(cfg), start_record(cfg, info, sweep))
+        todo.append(cfg)
+    if todo:
+        fit_group(todo, group_name or cfgs[0].run.name, callbacks, dataset, record_failure)
+    return [done.get(cfg.run.name) or read_record(run_location(with_absolute_paths(cfg))) for cfg in cfgs]
+
+
+def check_one_group(cfgs: list[TrainConfig]) -> None:
+    """Refuse runs that one worker group cannot train: another layout, or another output dir."""
+    if not cfgs:
+        raise ValueError("no run to train")
+    first = cfgs[0]
+    for cfg in cfgs[1:]:
+        for key in SHARED_BY_A_GROUP:
+            if getattr(cfg.train, key) != getattr(first.train, key):
+                raise ValueError(
+                    f"run {cfg.run.name!r} has train.{key} {getattr(cfg.train, key)!r} but "
+                    f"{first.run.name!r} has {getattr(first.train, key)!r}: runs trained by one worker "
+                    "group share its layout; train them separately"
+                )
+        if cfg.run.output_dir != first.run.output_dir:
+            raise ValueError(
+                f"run {cfg.run.name!r} writes under {cfg.run.output_dir!r} but {first.run.name!r} under "
+                f"{first.run.output_dir!r}: runs trained by one worker group share run.output_dir"
+            )
+
+
+def start_record(cfg: TrainConfig, info: dict, sweep: dict | None) -> RunRecord:
+    """The ``running`` record of a run about to start: config, dataset, code, packages, scoring."""
     scoring = check_scoring(cfg, info)
     dataset_entry = {
         "path": str(Path(cfg.data.path).resolve()),
@@ -219,26 +279,40 @@ def run_training(
             "\n".join(sorted(s["sha256"] for s in info["shards"])).encode()
         ).hexdigest(),
     }
-    record = RunRecord.start(cfg.to_dict(), dataset_entry, code_version(), package_versions(), sweep, scoring)
-    write_record(run_dir, record)
+    return RunRecord.start(cfg.to_dict(), dataset_entry, code_version(), package_versions(), sweep, scoring)
+
+
+def fit_group(
+    cfgs: list[TrainConfig], group_name: str, callbacks: list | None, dataset, record_failure: bool
+) -> None:
+    """Fit one Train run over ``cfgs`` (absolute paths, records written); raise if it fails or ends
+    without finishing them all."""
     started = time.time()
-    trainer = build_trainer(cfg, callbacks=callbacks, dataset=dataset)
+    trainer = build_trainer(
+        dataclasses.replace(cfgs[0], run=dataclasses.replace(cfgs[0].run, name=group_name)),
+        callbacks=callbacks,
+        dataset=dataset,
+        loop_config={"runs": [cfg.to_dict() for cfg in cfgs], "started": started},
+    )
     try:
         result = trainer.fit()
         error = result.error
-    except Exception as err:  # the record must say the run failed, then the error propagates
-        error, result = err, None
-    wall_seconds = time.time() - started
-    if error is not None or result is None:
-        if record_failure:
+    except Exception as err:  # the records must say the runs failed, then the error propagates
+        error = err
+    unfinished = [cfg for cfg in cfgs if read_record(run_location(cfg)).status != Status.FINISHED]
+    if error is None and unfinished:
+        error = RuntimeError(f"the worker group ended without finishing run {unfinished[0].run.name}")
+    if error is None:
+        return
+    if record_failure:
+        wall_seconds = time.time() - started
+        for cfg in unfinished:
+            record = read_record(run_location(cfg))
             failed = settle(
                 record, Status.FAILED, error=f"{type(error).__name__}: {error}", wall_seconds=wall_seconds
             )
-            write_record(run_dir, failed)
-        raise RuntimeError(f"training failed: {error}") from error
-    finished = settle(record, Status.FINISHED, state=final_state(result), wall_seconds=wall_seconds)
-    write_record(run_dir, finished)
-    return finished
+            write_record(run_location(cfg), failed)
+    raise RuntimeError(f"training failed: {error}") from error
 
 
 def finished_record(cfg: TrainConfig) -> RunRecord | None:

@@ -1,7 +1,8 @@
 """The run record: one immutable result per training run, stored as ``<run dir>/record.json``.
 
-Written by the run's driver (:func:`omnimer.training.driver.run_training`) when the run starts and
-when it ends; the record of a sweep trial that Tune ended from outside is settled by the sweep
+Written by the run's driver (:func:`omnimer.training.driver.run_trainings`) when the run starts, by
+the Train worker group's rank 0 when the run finishes (:func:`finish_run_dir`), by the driver again
+when the fit fails; the record of a sweep trial that Tune ended from outside is settled by the sweep
 (:func:`omnimer.sweep.tuner.settle_records`). Read by ``analysis/records.py``, which imports this
 module for the schema version and the statuses: it holds no training code and imports no torch.
 
@@ -283,6 +284,17 @@ def read_record(run_dir: Path | str) -> RunRecord | None:
 def write_record(run_dir: Path | str, record: RunRecord) -> None:
     """Write ``record.json`` whole (a temporary file renamed, or a single object)."""
     storage.write_json(record_path(run_dir), record.to_json())
+
+
+def finish_run_dir(run_dir: Path | str, state: RunState, wall_seconds: float) -> RunRecord:
+    """Settle the run's ``running`` record as finished with its final ``state`` (rank 0, at the run's
+    end, before the next run of the worker group starts)."""
+    record = read_record(run_dir)
+    if record is None:
+        raise FileNotFoundError(f"{record_path(run_dir)}: the run's driver writes it before the run starts")
+    finished = settle(record, Status.FINISHED, state=state, wall_seconds=wall_seconds)
+    write_record(run_dir, finished)
+    return finished
 
 
 def newest_checkpoint_state(run_dir: Path | str) -> RunState | None:

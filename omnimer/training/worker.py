@@ -1,16 +1,19 @@
-"""The Ray Train worker function of a training run: set up, then per epoch train, evaluate,
-checkpoint and report.
+"""The Ray Train worker function: for each of its runs in turn, set up, then per epoch train,
+evaluate, checkpoint and report; at a run's end rank 0 settles its record as finished.
 
 :func:`train_loop_per_worker` runs on every worker of the ``TorchTrainer`` that
 :func:`omnimer.training.driver.build_trainer` builds (for ``omnimer train`` and for every trial of
-``sweeps/aux_ablation.py``). Every rank trains on its slice of the rows and takes part in every
-collective; rank 0 alone logs, writes TensorBoard events and saves the best adapter
-(:class:`~omnimer.training.outputs.RankZeroOutputs`).
+``sweeps/aux_ablation.py``). A Train run trains one run, or, for a grid trial of several runs
+(``--runs-per-trial``), those runs one after another in the same worker group: Ray's and the
+workers' start-up are paid once per trial instead of once per run. Every rank trains on its slice of
+the rows and takes part in every collective; rank 0 alone logs, writes TensorBoard events, saves the
+best adapter (:class:`~omnimer.training.outputs.RankZeroOutputs`) and writes the finished record.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import math
 import os
@@ -31,22 +34,42 @@ from omnimer.training.engine import build_engine, seed_everything
 from omnimer.training.evaluate import Evaluator, resolve_scoring
 from omnimer.training.outputs import RankZeroOutputs
 from omnimer.training.predictions import Predictions
-from omnimer.training.record import EpochResult, RunState
+from omnimer.training.record import EpochResult, RunState, finish_run_dir
 from omnimer.training.step import StepContext, epoch_order, step_losses
 
 log = logging.getLogger(__name__)
 
 
 def train_loop_per_worker(config: dict) -> None:
-    """Ray Train worker function (also used inside Tune trials by sweeps/aux_ablation.py)."""
-    cfg = TrainConfig.from_dict(config)
+    """Ray Train worker function: ``config["runs"]`` (run configs as dicts) trained in order, from the
+    run of the newest checkpoint on; ``config["started"]``, the driver's clock when it started the fit
+    (the first run's wall time counts from there, each later one's from the previous run's end)."""
+    runs = [TrainConfig.from_dict(values) for values in config["runs"]]
+    first, resume = checkpoint.resume_index([cfg.run.name for cfg in runs])
+    begun = config.get("started", time.time())
+    for index in range(first, len(runs)):
+        train_run(runs[index], resume and index == first, begun)
+        begun = time.time()
+        # The run's engine (model, optimizer, ZeRO hooks) is gone with train_run's frame: free it
+        # before the next run sets up.
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
+
+def train_run(cfg: TrainConfig, resume: bool, begun: float) -> None:
+    """One run: set up (from its newest checkpoint if ``resume``), its epochs, and its finished record."""
     # --------------------------------------------------------------------------------- set up
     worker = set_up(cfg)
-    state = checkpoint.restore(worker.engine, worker.rank).started(worker.setup_seconds)
+    state = checkpoint.restore(worker.engine, worker.rank) if resume else RunState()
+    state = state.started(worker.setup_seconds)
     outputs = RankZeroOutputs(cfg, worker.labels) if worker.rank == 0 else None
     if outputs is not None:
-        log.info("worker ready: %s", ", ".join(f"{k} {v:.1f} s" for k, v in worker.setup_seconds.items()))
+        log.info(
+            "%s: worker ready: %s",
+            cfg.run.name,
+            ", ".join(f"{k} {v:.1f} s" for k, v in worker.setup_seconds.items()),
+        )
 
     for epoch in range(state.epoch, cfg.train.epochs):
         started = time.time()
@@ -61,12 +84,15 @@ def train_loop_per_worker(config: dict) -> None:
             if best_epoch in (None, entry.epoch):  # this epoch is the one the record reports
                 state = state.with_predictions(outputs.predictions(predictions, entry.epoch))
         # ----------------------------------------------------------------------------- checkpoint, report
-        checkpoint.save_and_report(worker.engine, state, worker.rank, outputs)
+        checkpoint.save_and_report(worker.engine, state, worker.rank, cfg.run.name, outputs)
         if cfg.train.fail_at_epoch == epoch + 1:
             resilience_drill(cfg, worker.rank, worker.world_size, epoch + 1)
 
+    # --------------------------------------------------------------------------------- finish
     if outputs is not None:
         outputs.close(state)
+        finish_run_dir(outputs.run_dir, state, time.time() - begun)
+    worker.engine.destroy()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,12 +14,13 @@ time limit (its own cap, and never past ``--deadline`` seconds after the start),
 3. ``train``: ``python -m tests.bench.gpu_train --epochs 3 --zero 2 3 --batch-size 4 --no-cudnn-sdpa``
    (bf16 DeepSpeed ZeRO-2 and ZeRO-3 of the tiny Thinker, one process, no Ray; its results in
    ``DIR/logs/gpu_train.json``), on ``--embedded DIR``'s shards and model when given;
-4. ``sweep``: a 2-trial ablation (no aux task, all aux tasks) on Ray Tune, each trial a Ray Train run on
-   the GPU::
+4. ``sweep``: a 2-trial ablation (no aux task, all aux tasks; seeds 0 and 1) on Ray Tune, each trial a
+   Ray Train run on the GPU that trains one seed's 2 runs in turn (``--runs-per-trial 2``: the second
+   run sets up on a GPU the first one's engine has released)::
 
-       python sweeps/aux_ablation.py --mode ablation --smoke-test --seeds 0 --subsets none,all \\
-           --name gpu-check --storage-path DIR/exp train.use_gpu=true model.dtype=bfloat16 \\
-           train.num_workers=1
+       python sweeps/aux_ablation.py --mode ablation --smoke-test --seeds 0,1 --subsets none,all \\
+           --runs-per-trial 2 --name gpu-check --storage-path DIR/exp train.use_gpu=true \\
+           model.dtype=bfloat16 train.num_workers=1
 
    With ``--embedded SRC``, ``SRC/shards`` and ``SRC/tiny-model`` are first copied to
    ``DIR/exp/_embedded/`` (where ``--smoke-test`` looks for them), so nothing is synthesized or
@@ -240,7 +241,7 @@ def read_sweep(step: Step, out: Path) -> None:
     )
     step.extra["records"], step.extra["invocations"] = records, invocations
     finished = sum(r.get("status") == "finished" for r in records)
-    step.detail = f"{finished}/{len(records)} trial(s) finished"
+    step.detail = f"{finished}/{len(records)} run(s) finished"
     wall = invocations[-1].get("wall_seconds") if invocations else None
     if wall is not None:
         step.detail += f"; sweep wall {wall:.1f} s"
@@ -364,9 +365,10 @@ def build_steps(args: argparse.Namespace, out: Path) -> list[Step]:
         embedded = Path(args.embedded).resolve()
         train += ["--data", str(embedded / "shards"), "--model", str(embedded / "tiny-model")]
     sweep = [
-        py, "sweeps/aux_ablation.py", "--mode", "ablation", "--smoke-test", "--seeds", "0",
-        "--subsets", "none,all", "--name", EXPERIMENT, "--storage-path", str(out / "exp"),
-        "train.use_gpu=true", "model.dtype=bfloat16", "train.num_workers=1",
+        py, "sweeps/aux_ablation.py", "--mode", "ablation", "--smoke-test", "--seeds", "0,1",
+        "--subsets", "none,all", "--runs-per-trial", "2", "--name", EXPERIMENT,
+        "--storage-path", str(out / "exp"), "train.use_gpu=true", "model.dtype=bfloat16",
+        "train.num_workers=1",
     ]  # fmt: skip
     steps = [
         Step(
