@@ -59,7 +59,7 @@ def test_the_useful_share_counts_each_trials_epochs_as_they_run_alone(tmp_path, 
     out = capsys.readouterr().out
     assert "calibration: t1 alone on this machine, epochs 25.0 s; in the sweep 2.00× that" in out
     assert "useful share    Σ epoch time alone / (wall × 2 CPUs) :   0.23" in out
-    assert "per-trial start-up alone                              :   10.0 s" in out
+    assert "per-run start-up alone (a trial of one run)           :   10.0 s" in out
     assert "33.0 CPU-s    1 process(es)  ray::RayTrainWorker" in out
     with pytest.raises(ValueError, match="its trial t9 did not finish: no calibration"):
         sweep_efficiency(exp, {**alone, "name": "t9"}, cpus=2)
@@ -84,3 +84,17 @@ def test_the_cpu_of_a_child_that_computes_is_counted():
     assert code == 0
     n, cpu = cost.kinds[f"{sys.executable.rsplit('/', 1)[1]} -c"]
     assert n == 1 and 0.9 <= cpu <= 2.0 and cost.busy >= 0.9
+
+
+def test_a_sweep_of_fewer_trials_than_slots_is_occupied_by_the_trials_it_has(tmp_path, capsys):
+    """Two runs in one trial (--runs-per-trial 2) on 2 slots: one trial at once, busy 120 s of 100."""
+    exp = tmp_path / "exp"
+    write_sweep(exp, [[FIRST], [FIRST]])
+    (exp / "sweep.json").write_text(json.dumps({"runs_per_trial": 2}))
+    e = sweep_efficiency(exp)
+    assert (e["runs"], e["trials"], e["at_once"]) == (2, 1, 1) and e["occupancy"] == pytest.approx(1.2)
+    bench_sweep(exp)
+    assert (
+        "(2 runs in 1 trial(s) of up to 2, 1 at once, wall 100 s over 1 invocation(s))"
+        in capsys.readouterr().out
+    )

@@ -5,10 +5,14 @@ calibrated by one of its trials run alone on the same machine:
   into training. A trial's epoch time alone is its epoch time in the sweep divided by the slowdown
   of the calibration trial (the all-aux cell of the sweep's first seed, run alone by this bench with
   the sweep's own config: its epochs in the sweep / its epochs alone);
-- slot occupancy: Σ trial wall time / (sweep wall × slots), how busy the sweep kept its trial slots;
-- per-trial start-up: a trial's wall time minus its epochs' (Ray Train controller, worker processes,
-  model load, DeepSpeed init, checkpoints, shutdown), in the sweep and alone, and of it what the
-  workers' own set-up took (the records' ``setup_seconds``: model staging, model, data, DeepSpeed);
+- slot occupancy: Σ run wall time / (sweep wall × trials at once), how busy the sweep kept its
+  trial slots (trials at once: its slots, or fewer when it has fewer trials, e.g. with
+  ``--runs-per-trial``);
+- per-run start-up: a run's wall time minus its epochs' (Ray Train controller, worker processes,
+  model load, DeepSpeed init, checkpoints, shutdown; in a trial of several runs, the first run's
+  includes the trial's start-up and each later one's is its own set-up), in the sweep and alone, and
+  of it what the workers' own set-up took (the records' ``setup_seconds``: model staging, model,
+  data, DeepSpeed);
 - the calibration run's CPU-seconds per kind of process (tests/bench/process_cpu.py).
 
     python -m tests.bench.sweep_bench runs/demo/sweeps/demo
@@ -17,6 +21,7 @@ calibrated by one of its trials run alone on the same machine:
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -78,6 +83,9 @@ def sweep_efficiency(experiment: Path, alone: dict | None = None, cpus: int | No
         raise ValueError(f"{experiment}: no finished trial with timings")
     wall = sum(t["wall_seconds"] for t in timings)
     slots = max(t["slots"] for t in timings)
+    request_file = experiment / "sweep.json"
+    size = json.loads(request_file.read_text()).get("runs_per_trial", 1) if request_file.is_file() else 1
+    trials = math.ceil(len(finished) / size)
     trial_wall = np.array([r["wall_seconds"] for r in finished.values()])
     epoch_time = np.array([epoch_seconds(r) for r in finished.values()])
     overhead = trial_wall - epoch_time
@@ -86,11 +94,14 @@ def sweep_efficiency(experiment: Path, alone: dict | None = None, cpus: int | No
     out = {
         "setup": setup,
         "setup_trials": len(setups),
-        "trials": len(finished),
+        "runs": len(finished),
+        "trials": trials,
+        "runs_per_trial": size,
         "invocations": len(timings),
         "wall": wall,
         "slots": slots,
-        "occupancy": trial_wall.sum() / (wall * slots),
+        "at_once": min(slots, trials),
+        "occupancy": trial_wall.sum() / (wall * min(slots, trials)),
         "startup_mean": float(overhead.mean()),
         "startup_min": float(overhead.min()),
         "startup_max": float(overhead.max()),
@@ -126,8 +137,9 @@ def bench_sweep(experiment: Path, alone: dict | None = None, cpus: int | None = 
         return
     e = sweep_efficiency(experiment, alone, cpus)
     print(
-        f"sweep efficiency of {experiment} ({e['trials']} trials, {e['slots']} slots, wall {e['wall']:.0f} s"
-        f" over {e['invocations']} invocation(s)):"
+        f"sweep efficiency of {experiment} ({e['runs']} runs in {e['trials']} trial(s) of up to "
+        f"{e['runs_per_trial']}, {e['at_once']} at once, wall {e['wall']:.0f} s over {e['invocations']} "
+        "invocation(s)):"
     )
     if alone is not None:
         print(
@@ -136,19 +148,19 @@ def bench_sweep(experiment: Path, alone: dict | None = None, cpus: int | None = 
         )
         print(
             f"  useful share    Σ epoch time alone / (wall × {e['cpus']} CPUs) : {e['useful']:6.2f}"
-            f"   (each trial's epochs alone = its epochs in the sweep / {e['slowdown']:.2f})"
+            f"   (each run's epochs alone = its epochs in the sweep / {e['slowdown']:.2f})"
         )
-    print(f"  slot occupancy  Σ trial wall / (wall × slots)         : {e['occupancy']:6.2f}")
+    print(f"  slot occupancy  Σ run wall / (wall × trials at once)  : {e['occupancy']:6.2f}")
     print(
-        f"  per-trial start-up in the sweep (trial wall − epochs) : {e['startup_mean']:6.1f} s"
+        f"  per-run start-up in the sweep (run wall − epochs)     : {e['startup_mean']:6.1f} s"
         f"  (min {e['startup_min']:.1f}, max {e['startup_max']:.1f})"
     )
     if e["setup"]:
-        print_setup(e["setup"], e["startup_mean"], f"    (mean of {e['setup_trials']} trials) ")
+        print_setup(e["setup"], e["startup_mean"], f"    (mean of {e['setup_trials']} runs) ")
     else:
         print("    (these records predate setup_seconds: no breakdown of the start-up)")
     if alone is not None:
-        print(f"  per-trial start-up alone                              : {e['alone_startup']:6.1f} s")
+        print(f"  per-run start-up alone (a trial of one run)           : {e['alone_startup']:6.1f} s")
         if e["alone_setup"]:
             print_setup(e["alone_setup"], e["alone_startup"], "    ")
         cost: ProcessCPU = alone["cost"]
