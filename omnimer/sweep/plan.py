@@ -36,6 +36,7 @@ from omnimer import storage
 from omnimer.aux_tasks import AUX_TASKS
 from omnimer.config import TrainConfig
 from omnimer.subsets import LATTICE, subset_name
+from omnimer.sweep.trial import chunks, grid_runs, group_name
 from omnimer.tasks import MAIN
 
 PLAN_FILE = "plan.json"
@@ -227,22 +228,18 @@ def cell_factors(request, tokens: dict[str, float]) -> dict[str, float]:
     if request.mode != "ablation" or every <= 0:
         return {f"trial-{i}": 1.0 for i in range(request.num_samples)}
     factors = {}
-    for seed in request.seeds:
-        for subset in LATTICE:
-            if subset_name(subset) not in request.subsets:
-                continue
-            enabled = tokens.get(MAIN, 0.0) + sum(
-                tokens.get(t.name, 0.0) for t, on in zip(AUX_TASKS, subset, strict=True) if on
-            )
-            factors[f"{subset_name(subset)}-seed{seed}"] = enabled / every
+    for subset, seed in grid_runs([s for s in LATTICE if subset_name(s) in request.subsets], request.seeds):
+        enabled = tokens.get(MAIN, 0.0) + sum(
+            tokens.get(t.name, 0.0) for t, on in zip(AUX_TASKS, subset, strict=True) if on
+        )
+        factors[f"{subset_name(subset)}-seed{seed}"] = enabled / every
     return factors
 
 
 def trial_groups(runs: list[str], size: int) -> dict[str, list[str]]:
     """The trials of ``runs`` in groups of ``size`` (the sweep's ``--runs-per-trial``), by the name of
     each trial's Train run: the run's own for one run, ``group-<first run>`` for several."""
-    groups = [runs[i : i + size] for i in range(0, len(runs), size)]
-    return {(g[0] if len(g) == 1 else f"group-{g[0]}"): g for g in groups}
+    return {group_name(group): group for group in chunks(runs, size)}
 
 
 def project(request, probe: dict, counts: dict, cluster: Cluster, measured: Layout) -> dict:
@@ -274,11 +271,12 @@ def project(request, probe: dict, counts: dict, cluster: Cluster, measured: Layo
                 **projected,
             }
         )
+    groups = trial_groups(list(factors), size)
     plan = {
         "runs": len(factors),
         "runs_per_trial": size,
-        "trials": len(trial_groups(list(factors), size)),
-        "groups": trial_groups(list(factors), size),
+        "trials": len(groups),
+        "groups": groups,
         "layouts": rows,
     }
     if request.mode == "ablation":

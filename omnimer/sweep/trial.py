@@ -119,18 +119,26 @@ def trial_specs(params: dict, trial_id: str | None = None, invocation: int | Non
     ]
 
 
+def grid_runs(cells: list, seeds: list[int]) -> list[list]:
+    """The grid's runs ([subset, seed]) seed-major: every cell of the first seed, then the next seed's."""
+    return [[cell, seed] for seed in seeds for cell in cells]
+
+
+def chunks(items: list, size: int) -> list[list]:
+    """``items`` cut into consecutive lists of ``size`` (the last may be shorter)."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
 def run_groups(cells: list[list[bool]], seeds: list[int], size: int) -> list[list[list]]:
-    """The grid's runs ([subset, seed]) seed-major (every cell of the first seed, then the next
-    seed's), cut into consecutive groups of ``size``: with ``size`` = the number of cells, each group
-    is one seed's cells, so the groups cost the same."""
-    runs = [[cell, seed] for seed in seeds for cell in cells]
-    return [runs[i : i + size] for i in range(0, len(runs), size)]
+    """The grid's runs (:func:`grid_runs`) in consecutive groups of ``size``: with ``size`` = the
+    number of cells, each group is one seed's cells, so the groups cost the same."""
+    return chunks(grid_runs(cells, seeds), size)
 
 
-def group_name(specs: list[TrialSpec]) -> str | None:
-    """The Train run of a trial of several runs: ``group-<first run>`` (its checkpoints); None for one
-    run, whose Train run is the run dir itself."""
-    return f"group-{specs[0].run_name}" if len(specs) > 1 else None
+def group_name(run_names: list[str]) -> str:
+    """The Train run of a trial (its checkpoints): the run's own for one run, ``group-<first run>``
+    for several."""
+    return run_names[0] if len(run_names) == 1 else f"group-{run_names[0]}"
 
 
 def train_driver(params: dict, dataset=None, invocation: int | None = None) -> None:
@@ -163,5 +171,5 @@ def train_driver(params: dict, dataset=None, invocation: int | None = None) -> N
         sweeps=[spec.sweep_block(cfg) for spec, cfg in zip(specs, cfgs, strict=True)],
         dataset=dataset,
         record_failure=False,
-        group_name=group_name(specs),
+        group_name=group_name([spec.run_name for spec in specs]),
     )

@@ -230,21 +230,20 @@ def run_trainings(
     """
     sweeps = sweeps or [None] * len(cfgs)
     check_one_group(cfgs)
-    done: dict[str, RunRecord] = {}
+    runs: list[TrainConfig] = []  # every run, with absolute paths
     todo: list[TrainConfig] = []
     for cfg, sweep in zip(cfgs, sweeps, strict=True):
         info = validate_run(cfg)
         cfg = with_absolute_paths(cfg)
-        previous = finished_record(cfg)
-        if previous is not None:
+        runs.append(cfg)
+        if finished_record(cfg) is not None:
             log.info("run %s already finished with this config; nothing to do", run_location(cfg))
-            done[cfg.run.name] = previous
             continue
         write_record(run_location(cfg), start_record(cfg, info, sweep))
         todo.append(cfg)
     if todo:
         fit_group(todo, group_name or cfgs[0].run.name, callbacks, dataset, record_failure)
-    return [done.get(cfg.run.name) or read_record(run_location(with_absolute_paths(cfg))) for cfg in cfgs]
+    return [read_record(run_location(cfg)) for cfg in runs]
 
 
 def check_one_group(cfgs: list[TrainConfig]) -> None:
@@ -299,15 +298,15 @@ def fit_group(
         error = result.error
     except Exception as err:  # the records must say the runs failed, then the error propagates
         error = err
-    unfinished = [cfg for cfg in cfgs if read_record(run_location(cfg)).status != Status.FINISHED]
+    records = [(cfg, read_record(run_location(cfg))) for cfg in cfgs]
+    unfinished = [(cfg, record) for cfg, record in records if record.status != Status.FINISHED]
     if error is None and unfinished:
-        error = RuntimeError(f"the worker group ended without finishing run {unfinished[0].run.name}")
+        error = RuntimeError(f"the worker group ended without finishing run {unfinished[0][0].run.name}")
     if error is None:
         return
     if record_failure:
         wall_seconds = time.time() - started
-        for cfg in unfinished:
-            record = read_record(run_location(cfg))
+        for cfg, record in unfinished:
             failed = settle(
                 record, Status.FAILED, error=f"{type(error).__name__}: {error}", wall_seconds=wall_seconds
             )

@@ -86,9 +86,10 @@ def sweep_efficiency(experiment: Path, alone: dict | None = None, cpus: int | No
     request_file = experiment / "sweep.json"
     size = json.loads(request_file.read_text()).get("runs_per_trial", 1) if request_file.is_file() else 1
     trials = math.ceil(len(finished) / size)
-    trial_wall = np.array([r["wall_seconds"] for r in finished.values()])
+    at_once = min(slots, trials)
+    run_wall = np.array([r["wall_seconds"] for r in finished.values()])
     epoch_time = np.array([epoch_seconds(r) for r in finished.values()])
-    overhead = trial_wall - epoch_time
+    overhead = run_wall - epoch_time
     setups = [first_setup(r) for r in finished.values() if r.get("setup_seconds")]
     setup = {key: float(np.mean([s.get(key, 0.0) for s in setups])) for key in (setups[0] if setups else {})}
     out = {
@@ -100,8 +101,8 @@ def sweep_efficiency(experiment: Path, alone: dict | None = None, cpus: int | No
         "invocations": len(timings),
         "wall": wall,
         "slots": slots,
-        "at_once": min(slots, trials),
-        "occupancy": trial_wall.sum() / (wall * min(slots, trials)),
+        "at_once": at_once,
+        "occupancy": run_wall.sum() / (wall * at_once),
         "startup_mean": float(overhead.mean()),
         "startup_min": float(overhead.min()),
         "startup_max": float(overhead.max()),
