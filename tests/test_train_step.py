@@ -382,3 +382,25 @@ def test_run_paths_are_made_absolute_and_a_file_uri_is_a_local_dir(tmp_path, mon
     assert cfg.run.output_dir == str(tmp_path / "out")
     cfg = with_absolute_paths(load_train_config(None, ["run.output_dir=s3://bucket/runs"]))
     assert cfg.run.output_dir == "s3://bucket/runs"
+
+
+def test_runs_one_worker_group_cannot_train_together_are_refused():
+    """run_trainings trains its runs in one worker group: they must share its layout and output dir."""
+    from omnimer.training.driver import check_one_group
+
+    def cfg(name, *overrides):
+        return load_train_config(None, [f"run.name={name}", "run.output_dir=/tmp/runs", *overrides])
+
+    check_one_group([cfg("a"), cfg("b", "train.seed=1", "loss.aux_weight_face=0")])  # λ and seed may differ
+    with pytest.raises(ValueError, match="no run to train"):
+        check_one_group([])
+    with pytest.raises(
+        ValueError,
+        match=r"run 'b' has train.num_workers 1 but 'a' has 2: runs trained by one worker group share its "
+        r"layout; train them separately",
+    ):
+        check_one_group([cfg("a", "train.num_workers=2"), cfg("b", "train.num_workers=1")])
+    with pytest.raises(
+        ValueError, match=r"run 'b' writes under '/tmp/other' but 'a' under '/tmp/runs': runs trained by one"
+    ):
+        check_one_group([cfg("a"), cfg("b", "run.output_dir=/tmp/other")])
