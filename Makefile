@@ -21,9 +21,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-build-isolation $(DEEPSPEED_PIN)
 	$(PY) -m pip install -q -e '.[dev]'
 	# DeepSpeed JIT-compiles its shared-memory collective op (about a minute of a C++ compiler on 2
-	# cores) the first time a worker initialises it; built here, the first trials of a sweep do not
-	# wait for it. (A no-op where the accelerator has no such op.)
-	$(PY) -c "from deepspeed.comm.torch import build_shm_op; build_shm_op()"
+	# cores) the first time a worker initialises it; built here, into .venv/torch_extensions where
+	# the workers look for it, the first trials of a sweep do not wait for it. (A no-op where the
+	# accelerator has no such op.)
+	$(PY) -c "from omnimer.training.engine import build_ops; build_ops()"
 	touch $(STAMP)
 
 # The demo's steps are file targets, so a second `make demo` reuses the corpus and the shards.

@@ -4,6 +4,9 @@ closed-set scoring, and the config/driver checks that must fail before any worke
 from __future__ import annotations
 
 import json
+import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,7 +22,7 @@ from omnimer.model.load import load_processor, load_thinker
 from omnimer.model.tiny import build_tiny_model
 from omnimer.tasks import MAIN, Prompting, build_task_batches, main_conversation
 from omnimer.training.driver import validate_run, with_absolute_paths
-from omnimer.training.engine import deepspeed_config, lr_lambda
+from omnimer.training.engine import deepspeed_config, lr_lambda, use_environment_extensions_dir
 from omnimer.training.evaluate import resolve_scoring
 from omnimer.training.step import StepContext, filler_batch, step_losses
 
@@ -316,6 +319,30 @@ def test_deepspeed_configs_are_consistent():
             assert ds["gradient_clipping"] == cfg.train.max_grad_norm
     zero3 = json.loads(open("cluster/deepspeed/zero3.json").read())
     assert zero3["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
+
+
+def test_deepspeed_builds_its_ops_into_this_environment(tmp_path, monkeypatch):
+    """A venv's workers build and find DeepSpeed's JIT ops in the venv, not in the user's shared
+    ~/.cache, where another checkout's build (same op, other source paths) forces a rebuild."""
+    from torch.utils.cpp_extension import _get_build_directory
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", "unset below")
+    monkeypatch.delenv("TORCH_EXTENSIONS_DIR")
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "venv"))
+    use_environment_extensions_dir()
+    build = Path(_get_build_directory("deepspeed_shm_comm", verbose=False))
+    assert build.is_relative_to(tmp_path / "venv" / "torch_extensions")
+
+    # A directory the user (or the cluster's runtime env) chose is kept.
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "chosen"))
+    use_environment_extensions_dir()
+    assert Path(_get_build_directory("deepspeed_shm_comm", verbose=False)).is_relative_to(tmp_path / "chosen")
+
+    # Outside a virtual environment, torch's default stays.
+    monkeypatch.delenv("TORCH_EXTENSIONS_DIR")
+    monkeypatch.setattr(sys, "prefix", sys.base_prefix)
+    use_environment_extensions_dir()
+    assert "TORCH_EXTENSIONS_DIR" not in os.environ
 
 
 def test_warmup_cosine_schedule():

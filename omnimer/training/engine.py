@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import random
+import sys
 
 import numpy as np
 import torch
@@ -54,9 +56,39 @@ def deepspeed_config(cfg: TrainConfig, world_size: int) -> dict:
     return ds
 
 
+EXTENSIONS_DIR_ENV = "TORCH_EXTENSIONS_DIR"
+
+
+def use_environment_extensions_dir() -> None:
+    """Keep the ops DeepSpeed JIT-builds (on CPU: its shared-memory collective) in this virtual
+    environment, ``<venv>/torch_extensions``, unless ``TORCH_EXTENSIONS_DIR`` is set (the cluster's
+    runtime env sets it).
+
+    torch's default, ``~/.cache/torch_extensions``, is shared by every environment of the user, and a
+    build there is keyed by its source paths: two checkouts (or a CI clone beside one's own) rebuild
+    the op for each other in turn, about 50 s of a C++ compiler at the start of every trial, with the
+    trials of a sweep waiting on one lock. Outside a virtual environment torch's default stays."""
+    if EXTENSIONS_DIR_ENV not in os.environ and sys.prefix != sys.base_prefix:
+        os.environ[EXTENSIONS_DIR_ENV] = os.path.join(sys.prefix, "torch_extensions")
+
+
+def build_ops() -> None:
+    """Build DeepSpeed's JIT op for CPU collectives where the workers will look for it (a no-op where
+    the accelerator has no such op). ``make venv`` runs it, so that the first trials of a sweep do not
+    wait for a compiler:
+
+        python -c "from omnimer.training.engine import build_ops; build_ops()"
+    """
+    use_environment_extensions_dir()
+    from deepspeed.comm.torch import build_shm_op
+
+    build_shm_op()
+
+
 def build_engine(model, cfg: TrainConfig, world_size: int, optimizer_steps: int):
     """``deepspeed.initialize`` of ``model``'s trainable (LoRA) weights; returns the engine and the
     learning-rate scheduler."""
+    use_environment_extensions_dir()
     import deepspeed
 
     params = [p for p in model.parameters() if p.requires_grad]
