@@ -39,10 +39,11 @@ DEMO_EXPERIMENT := $(DEMO_DIR)/sweeps/demo
 # The main job on the embedded default: the aux-task ablation sweep (2³ subsets × 2 seeds) on a local
 # Ray, which ends by printing the ablation table and the Shapley lines (those of `python -m analysis
 # summary`); then the report with plots. A second `make demo` resumes the sweep and re-runs no
-# finished trial. Each trial trains one seed's 8 runs in one worker group (--runs-per-trial 8, the
-# fastest that the sweep's --plan names on a 2-core machine): 2 trials, one per core.
+# finished trial. How many runs each trial trains in one worker group is measured first
+# (--runs-per-trial auto: a probe, as --plan; on a 2-core machine it takes 8, one seed's 8 runs per
+# trial, 2 trials, one per core); a resumed sweep keeps its grouping.
 DEMO_SWEEP = $(PY) sweeps/aux_ablation.py --mode ablation --config sweeps/configs/demo.yaml --name demo \
-	--storage-path $(DEMO_DIR)/sweeps --seeds 0,1 --runs-per-trial 8 data.path=$(DEMO_SHARDS) \
+	--storage-path $(DEMO_DIR)/sweeps --seeds 0,1 --runs-per-trial auto data.path=$(DEMO_SHARDS) \
 	model.name_or_path=$(DEMO_MODEL)
 
 demo: venv $(DEMO_SHARDS)/dataset.json $(DEMO_MODEL)/config.json

@@ -22,6 +22,9 @@ What a sweep will cost, before it runs (one probe trial on the cluster; see :mod
 
     python sweeps/aux_ablation.py --mode ablation --smoke-test --name smoke --storage-path runs/sweeps --plan
 
+An ablation with ``--runs-per-trial auto`` probes the same way first, then runs with the runs per
+trial the plan finds fastest on this cluster (a resumed sweep keeps the one it was started with).
+
 This script parses the arguments and calls the library (STYLE: Ray examples' three layers):
 
   1. :func:`omnimer.training.worker.train_loop_per_worker`: the per-worker training function;
@@ -60,6 +63,7 @@ log = logging.getLogger("omnimer.sweeps")
 
 # The sections of a best configuration that --best-of lays over the base config.
 BEST_OF_SECTIONS = ("model", "train", "loss")
+AUTO = "auto"
 
 
 def best_of(path: Path | str) -> dict:
@@ -112,7 +116,7 @@ def request_from_args(args: argparse.Namespace) -> SweepRequest:
         smoke_test=args.smoke_test,
         best=best_of(args.best_of) if args.best_of else None,
         overrides=list(args.overrides),
-        runs_per_trial=args.runs_per_trial,
+        runs_per_trial=1 if args.runs_per_trial == AUTO else args.runs_per_trial,
     )
 
 
@@ -135,6 +139,15 @@ def prepare(args: argparse.Namespace) -> SweepRequest:
     return request.with_base(cfg.to_dict())
 
 
+def runs_per_trial_arg(text: str) -> int | str:
+    if text == AUTO:
+        return AUTO
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of runs or {AUTO!r}, got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sweeps/aux_ablation.py",
@@ -155,10 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-samples", type=int, default=16, help="search: number of Optuna trials")
     parser.add_argument(
         "--runs-per-trial",
-        type=int,
+        type=runs_per_trial_arg,
         default=1,
         help="ablation: runs (cell × seed, seed-major) each trial trains one after another in one worker "
-        "group, paying Ray's and the workers' start-up once per trial (default 1; --plan suggests one)",
+        "group, paying Ray's and the workers' start-up once per trial (default 1; --plan names the "
+        "fastest; 'auto': probe as --plan does and take it, or, resuming, keep the sweep's)",
     )
     parser.add_argument(
         "--best-of", help="a search's experiment dir, or its best_config.yaml: hyperparameters to reuse"
@@ -191,16 +205,19 @@ def main(argv: list[str] | None = None) -> int:
     terminal_logging()
     args = build_parser().parse_args(argv)
     log.info("omnimer from %s", Path(omnimer.__file__).parent)
-    from omnimer.sweep.plan import describe, make_plan, planned_vs_actual
+    from omnimer.sweep.plan import choose_runs_per_trial, describe, make_plan, planned_vs_actual
     from omnimer.sweep.request import check_same_sweep
     from omnimer.sweep.tuner import run_records, run_sweep, settle_records
 
     try:
         request = prepare(args)
+        auto = args.runs_per_trial == AUTO
         if args.plan:
             check_same_sweep(request.experiment_dir, request)  # another sweep's dir is refused
-            sys.stdout.write(describe(make_plan(request)))
+            sys.stdout.write(describe(make_plan(request, choose=auto)))
             return 0
+        if auto:
+            request, _ = choose_runs_per_trial(request)
         results, invocation = run_sweep(request)
     except (SweepError, ValueError, FileNotFoundError, storage.StorageError) as err:
         sys.stderr.write(f"aux_ablation: {err}\n")

@@ -16,6 +16,7 @@ from omnimer.sweep.plan import (
     Layout,
     cell_factors,
     describe,
+    fastest_runs_per_trial,
     memory_per_device,
     planned_vs_actual,
     project,
@@ -183,3 +184,23 @@ def test_runs_grouped_per_trial_pay_the_start_up_once_and_the_plan_names_the_fas
         f"; fastest: --runs-per-trial {fastest}" in text
         and "runs per trial, the config's layout: 1 → " in text
     )
+
+
+def test_auto_runs_per_trial_projects_the_sweep_at_the_fastest(tmp_path):
+    """``--runs-per-trial auto`` (``choose``): the plan of the demo's 2 cells × 2 seeds on 2 CPUs is
+    made at 2 runs per trial, the fastest of 1, 2 and 4 (2 trials, a core each, one start-up each),
+    whatever the request said, and says that it took it."""
+    request, cpu_probe, asked = demo_on_two_cpus(tmp_path, 1)
+    cluster = Cluster(gpus=0, cpus=2, driver_cpus=0.125, data_cpus=1.0)
+    plan = project(request, cpu_probe, COUNTS, cluster, Layout(1, 2), choose=True)
+    walls = plan["runs_per_trial_walls"]
+    assert walls == asked["runs_per_trial_walls"] and fastest_runs_per_trial(walls) == 2
+    assert asked["runs_per_trial"] == 1 and not asked["runs_per_trial_chosen"]
+    assert plan["runs_per_trial"] == 2 and plan["trials"] == 2 and plan["runs_per_trial_chosen"]
+    measured = next(r for r in plan["layouts"] if r["measured"])
+    assert measured["wall_seconds"] == pytest.approx(walls["2"])
+    assert set(measured["trial_seconds"]) == set(plan["groups"]) == {"group-none-seed0", "group-none-seed1"}
+    text = describe(plan | {"probe": cpu_probe, "epochs": 2, "clips": COUNTS, "layout": {"use_gpu": False}})
+    assert "; fastest: --runs-per-trial 2 (taken: --runs-per-trial auto)" in text
+    # Of equal walls, the fewest runs per trial.
+    assert fastest_runs_per_trial({"1": 5.0, "2": 3.0, "4": 3.0}) == 2

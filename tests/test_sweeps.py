@@ -323,6 +323,38 @@ def test_a_different_sweep_under_the_same_name_is_refused(tmp_path):
     assert not check_same_sweep(tmp_path / "new", planned)
 
 
+def test_runs_per_trial_is_a_number_or_auto(tmp_path, capsys):
+    argv = plan_argv(str(tmp_path / "exp"), "--runs-per-trial")
+    with pytest.raises(SystemExit) as refused:
+        sweep.main([*argv, "eight"])
+    assert refused.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --runs-per-trial: expected a number of runs or 'auto', got 'eight'" in err
+    assert sweep.build_parser().parse_args([*argv, "auto"]).runs_per_trial == "auto"
+    assert sweep.build_parser().parse_args([*argv, "8"]).runs_per_trial == 8
+
+
+def test_auto_runs_per_trial_of_a_started_sweep_is_the_one_it_was_started_with(tmp_path, caplog):
+    """Resuming with ``--runs-per-trial auto`` probes nothing: the sweep keeps its grouping (another
+    would be refused), 1 for a sweep.json from before --runs-per-trial; a search trains one run per
+    trial. (A new ablation's probe and choice: tests/test_plan.py and the e2e test.)"""
+    from omnimer.sweep.plan import PLAN_FILE, choose_runs_per_trial
+
+    planned = request(plan_argv(str(tmp_path)))
+    Path(planned.experiment_dir).mkdir(parents=True)
+    sweep_file = Path(planned.experiment_dir) / SWEEP_FILE
+    sweep_file.write_text(json.dumps(planned.to_json() | {"runs_per_trial": 4}))
+    with caplog.at_level(logging.INFO, logger="omnimer"):
+        chosen, plan = choose_runs_per_trial(planned)
+    assert chosen.runs_per_trial == 4 and plan is None and check_same_sweep(planned.experiment_dir, chosen)
+    assert f"--runs-per-trial auto: 4, as {planned.experiment_dir} was started" in caplog.text
+    sweep_file.write_text(json.dumps({k: v for k, v in planned.to_json().items() if k != "runs_per_trial"}))
+    assert choose_runs_per_trial(planned)[0].runs_per_trial == 1
+    searched = request(["--mode", "search", *plan_argv(str(tmp_path / "s"))[2:]])
+    assert choose_runs_per_trial(searched) == (searched, None)
+    assert not (Path(planned.experiment_dir) / PLAN_FILE).exists()
+
+
 # Where a Ray session unpacks a job's working dir (`ray job submit --working-dir .`).
 UNPACKED = "/tmp/ray/session_2026-11-29_18-26-52_805568_18464/runtime_resources/working_dir_files"
 

@@ -82,7 +82,8 @@ def test_search_smoke_writes_the_study_and_a_rerun_adds_no_trial(storage, env):
 def test_the_grid_survives_a_killed_driver_without_losing_or_repeating_trials(storage, env):
     """The whole ablation grid (seed 0) in 2 trials of 4 runs each (``--runs-per-trial 4``: each
     trial trains its runs one after another in one worker group), planned first (``--plan``: a probe,
-    no trial), its driver killed after two runs as a lost head node's would be, then resumed: each of
+    no trial), its driver killed after two runs as a lost head node's would be, then resumed (with
+    ``--runs-per-trial auto``, which keeps the sweep's 4 and probes nothing): each of
     the 8 cells finished once with its λ, the runs finished before the kill are untouched, and the
     sweep closes with the analysis package's table, then planned vs actual. (An uninterrupted
     ablation of one run per trial, its summary and its no-op re-run are the S3 test's; a killed and
@@ -134,7 +135,9 @@ def test_the_grid_survives_a_killed_driver_without_losing_or_repeating_trials(st
         log.close()
     time.sleep(2)
 
-    resumed = sweep(args, env)
+    resumed = sweep(smoke_ablation("killed", str(storage), "--runs-per-trial", "auto"), env)
+    assert re.search(r"--runs-per-trial auto: 4, as \S+/killed was started", resumed.stderr)
+    assert json.loads((experiment / "plan.json").read_text())["created"] == plan["created"]
     runs = records(experiment)
     assert len(runs) == 8 and {r["status"] for r in runs.values()} == {"finished"}
     assert len(trial_dirs(experiment)) == 2

@@ -14,7 +14,8 @@ fit in memory, and, for an ablation, the wall time with other numbers of runs pe
 (``--runs-per-trial``: a trial trains its runs one after another in one worker group, paying the
 start-up once and each further run's set-up), naming the fastest. Written to
 ``<experiment>/plan.json``; a sweep that finds one there prints planned vs actual at its end
-(:func:`planned_vs_actual`).
+(:func:`planned_vs_actual`). ``--runs-per-trial auto`` makes the plan at the fastest and runs the
+sweep with it (:func:`choose_runs_per_trial`).
 
 The projection's assumptions, printed with it: a trial's steps take as long per device whatever the
 number of workers (per-worker batch kept, communication not modelled); a cell costs the all-aux
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import time
 
@@ -38,6 +40,8 @@ from omnimer.config import TrainConfig
 from omnimer.subsets import LATTICE, subset_name
 from omnimer.sweep.trial import chunks, grid_runs, group_name
 from omnimer.tasks import MAIN
+
+log = logging.getLogger(__name__)
 
 PLAN_FILE = "plan.json"
 PROBE_STEPS = 4
@@ -242,12 +246,22 @@ def trial_groups(runs: list[str], size: int) -> dict[str, list[str]]:
     return {group_name(group): group for group in chunks(runs, size)}
 
 
-def project(request, probe: dict, counts: dict, cluster: Cluster, measured: Layout) -> dict:
+def project(
+    request, probe: dict, counts: dict, cluster: Cluster, measured: Layout, choose: bool = False
+) -> dict:
     """The sweep's projection for the measured layout, and for every other layout that fits, at the
-    request's runs per trial; for the measured layout also the wall time of other runs per trial."""
+    request's runs per trial; for the measured layout also the wall time of other runs per trial.
+    ``choose`` (an ablation's ``--runs-per-trial auto``): at the fastest of those instead."""
     cfg = TrainConfig.from_dict(request.base)
     factors = cell_factors(request, probe["tokens_per_clip"])
-    size = request.runs_per_trial
+    walls = {}
+    if request.mode == "ablation":
+        sizes = sorted({1, 2, 4, 8, len(request.subsets), len(factors)} & set(range(1, len(factors) + 1)))
+        walls = {
+            str(k): projection(cfg, probe, counts, cluster, measured.workers, factors, k)["wall_seconds"]
+            for k in sizes
+        }
+    size = fastest_runs_per_trial(walls) if choose and walls else request.runs_per_trial
     limit = MEMORY_HEADROOM * probe["memory_capacity_bytes"]
     layouts = [measured] + [
         Layout(w, z)
@@ -279,13 +293,15 @@ def project(request, probe: dict, counts: dict, cluster: Cluster, measured: Layo
         "groups": groups,
         "layouts": rows,
     }
-    if request.mode == "ablation":
-        sizes = sorted({1, 2, 4, 8, len(request.subsets), len(factors)} & set(range(1, len(factors) + 1)))
-        plan["runs_per_trial_walls"] = {
-            str(k): projection(cfg, probe, counts, cluster, measured.workers, factors, k)["wall_seconds"]
-            for k in sizes
-        }
+    if walls:
+        plan["runs_per_trial_walls"] = walls
+        plan["runs_per_trial_chosen"] = bool(choose)
     return plan
+
+
+def fastest_runs_per_trial(walls: dict[str, float]) -> int:
+    """The runs per trial of the shortest projected wall time (of equals, the fewest)."""
+    return int(min(walls, key=lambda k: (walls[k], int(k))))
 
 
 def projection(
@@ -330,8 +346,9 @@ def zero_stage(cfg: TrainConfig) -> int:
     return int(json.loads(path.read_text()).get("zero_optimization", {}).get("stage", 0))
 
 
-def make_plan(request, steps: int = PROBE_STEPS) -> dict:
-    """Probe, project, and write ``plan.json`` in the experiment dir; returns the plan."""
+def make_plan(request, steps: int = PROBE_STEPS, choose: bool = False) -> dict:
+    """Probe, project (``choose``: at the fastest runs per trial), and write ``plan.json`` in the
+    experiment dir; returns the plan."""
     import ray
 
     from omnimer.data.shards import read_dataset_info
@@ -356,7 +373,7 @@ def make_plan(request, steps: int = PROBE_STEPS) -> dict:
         "clips": counts,
         "epochs": cfg.train.epochs,
         "probe": probe,
-        **project(request, probe, counts, cluster, measured),
+        **project(request, probe, counts, cluster, measured, choose),
     }
     storage.write_json(storage.join(request.experiment_dir, PLAN_FILE), plan)
     return plan
@@ -393,11 +410,11 @@ def describe(plan: dict) -> str:
         )
     walls = plan.get("runs_per_trial_walls")
     if walls:
-        fastest = min(walls, key=lambda k: (walls[k], int(k)))
         lines.append(
             "  runs per trial, the config's layout: "
             + ", ".join(f"{k} → {_duration(w)}" for k, w in walls.items())
-            + f"; fastest: --runs-per-trial {fastest}"
+            + f"; fastest: --runs-per-trial {fastest_runs_per_trial(walls)}"
+            + (" (taken: --runs-per-trial auto)" if plan.get("runs_per_trial_chosen") else "")
         )
     lines.append(
         "  (per-device step time kept whatever the workers, communication not modelled; cells scaled by "
@@ -405,6 +422,27 @@ def describe(plan: dict) -> str:
         " on CPU, trials slowed by the threads of those running beside them)"
     )
     return "\n".join(lines) + "\n"
+
+
+def choose_runs_per_trial(request):
+    """``--runs-per-trial auto``: the request with the runs per trial measured to be fastest here.
+
+    A sweep resumed in its experiment dir keeps the runs per trial it was started with (another would
+    be refused); a new ablation is probed first (:func:`make_plan`, which writes ``plan.json``, whose
+    description is logged) and takes the fastest; a search trains one run per trial. Returns the
+    request and the plan (None when nothing was probed)."""
+    from omnimer.sweep.request import SWEEP_FILE, request_view
+
+    started = storage.join(request.experiment_dir, SWEEP_FILE)
+    if request.mode != "ablation":
+        return dataclasses.replace(request, runs_per_trial=1), None
+    if storage.is_file(started):
+        size = request_view(storage.read_json(started))["runs_per_trial"]
+        log.info("--runs-per-trial auto: %d, as %s was started", size, request.experiment_dir)
+        return dataclasses.replace(request, runs_per_trial=size), None
+    plan = make_plan(request, choose=True)
+    log.info("%s--runs-per-trial auto: %d", describe(plan), plan["runs_per_trial"])
+    return dataclasses.replace(request, runs_per_trial=plan["runs_per_trial"]), plan
 
 
 def planned_vs_actual(experiment_dir: str, invocation: int, records: list[dict]) -> str | None:
