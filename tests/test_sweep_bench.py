@@ -58,11 +58,60 @@ def test_the_useful_share_counts_each_trials_epochs_as_they_run_alone(tmp_path, 
     bench_sweep(exp, alone, cpus=2)
     out = capsys.readouterr().out
     assert "calibration: t1 alone on this machine, epochs 25.0 s; in the sweep 2.00× that" in out
+    assert "these records predate cpu_seconds" in out
     assert "useful share    Σ epoch time alone / (wall × 2 CPUs) :   0.23" in out
     assert "per-run start-up alone (a trial of one run)           :   10.0 s" in out
     assert "33.0 CPU-s    1 process(es)  ray::RayTrainWorker" in out
     with pytest.raises(ValueError, match="its trial t9 did not finish: no calibration"):
         sweep_efficiency(exp, {**alone, "name": "t9"}, cpus=2)
+
+
+def test_each_run_alone_is_the_cpu_its_worker_spent_at_the_calibration_runs_pace(tmp_path, capsys):
+    """With ``cpu_seconds`` in the records: run t0's worker computed 16 CPU-s of its 40 s of epochs
+    in the sweep, t1's 20 of 50; alone, t1 took 25 s for 20 CPU-s (1.25 s per CPU-s, its other
+    threads included): the runs' epochs alone are 20 + 25 s, on 2 CPUs for 100 s, whatever the
+    machine's speed when the calibration ran (here it ran as fast as in the sweep: wall 2.00×)."""
+    exp = tmp_path / "exp"
+    write_sweep(exp, [[FIRST], [FIRST]])
+    for name, cpu in (("t0", [8.0, 8.0]), ("t1", [8.0, 12.0])):
+        path = exp / "runs" / name / "record.json"
+        record = json.loads(path.read_text())
+        record["epochs"] = [e | {"cpu_seconds": c} for e, c in zip(record["epochs"], cpu, strict=True)]
+        path.write_text(json.dumps(record))
+    epochs = [{"seconds": 10.0, "cpu_seconds": 8.0}, {"seconds": 15.0, "cpu_seconds": 12.0}]
+    alone = {
+        "name": "t1",
+        "record": {"wall_seconds": 35.0, "epochs": epochs},
+        "cost": ProcessCPU(40.0, 70.0, {}),
+    }
+    e = sweep_efficiency(exp, alone, cpus=2)
+    assert e["wall_per_cpu"] == pytest.approx(1.25) and e["useful"] == pytest.approx(45 / 200)
+    assert e["slowdown"] == pytest.approx(90 / 45) and e["same_run_slowdown"] == pytest.approx(2.0)
+    # The machine twice as fast when the calibration ran: the wall clocks say 4×, the CPU still 2×.
+    fast = [{"seconds": 5.0, "cpu_seconds": 4.0}, {"seconds": 7.5, "cpu_seconds": 6.0}]
+    e = sweep_efficiency(exp, {**alone, "record": {"wall_seconds": 20.0, "epochs": fast}}, cpus=2)
+    assert e["same_run_slowdown"] == pytest.approx(4.0) and e["useful"] == pytest.approx(45 / 200)
+    bench_sweep(exp, alone, cpus=2)
+    out = capsys.readouterr().out
+    assert (
+        "calibration: t1 alone on this machine, epochs 25.0 s for 20.0 CPU-s of its worker (1.25 s per CPU-s)"
+        in out
+    )
+    assert (
+        "useful share    Σ epoch time alone / (wall × 2 CPUs) :   0.23   (each run's epochs alone = its "
+        in out
+    )
+    assert "in the sweep they took 2.00× that" in out and "t1's epochs took 2.00× as long in the sweep" in out
+    # A record of the sweep without cpu_seconds (from before): back to the wall clocks.
+    (exp / "runs" / "t0" / "record.json").write_text(
+        json.dumps(
+            {
+                **json.loads((exp / "runs" / "t0" / "record.json").read_text()),
+                "epochs": [{"seconds": 20.0}, {"seconds": 20.0}],
+            }
+        )
+    )
+    assert sweep_efficiency(exp, alone, cpus=2)["wall_per_cpu"] is None
 
 
 def test_records_without_setup_seconds_say_so(tmp_path, capsys):

@@ -153,6 +153,7 @@ def test_the_grid_survives_a_killed_driver_without_losing_or_repeating_trials(st
         for task, enabled in record["sweep"]["subset"].items():
             assert (record["config"]["loss"][f"aux_weight_{task}"] > 0) is enabled
         assert len(record["epochs"]) == 2 and 0 <= record["test"]["macro_f1"] <= 1
+        assert all(0 < epoch["cpu_seconds"] for epoch in record["epochs"])
         assert list((experiment / "runs" / name / "tensorboard").glob("events.out.tfevents.*"))
     assert "8 finished" in resumed.stdout
     # The closing summary is the analysis package's: the ablation table, then the Shapley lines.

@@ -46,13 +46,16 @@ WITH_METRICS = (Status.FINISHED, Status.STOPPED)
 @dataclasses.dataclass(frozen=True)
 class EpochResult:
     """One epoch of a run: mean train loss per part (``main``, ``total``, each aux task that had
-    targets), valid metrics, test metrics (only for the epoch model selection picked), seconds."""
+    targets), valid metrics, test metrics (only for the epoch model selection picked), seconds, and
+    the CPU-seconds rank 0's process spent in them (how much of the wall time it computed: beside
+    other trials on a CPU box, it waits for a core; None in records from before)."""
 
     epoch: int
     train_loss: dict[str, float]
     valid: dict | None
     test: dict | None
     seconds: float
+    cpu_seconds: float | None = None
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)

@@ -72,7 +72,7 @@ def train_run(cfg: TrainConfig, resume: bool, begun: float) -> None:
         )
 
     for epoch in range(state.epoch, cfg.train.epochs):
-        started = time.time()
+        started = (time.time(), time.process_time())
         # ----------------------------------------------------------------------------- train
         train_loss = train_epoch(worker, epoch, outputs)
         # ----------------------------------------------------------------------------- evaluate
@@ -222,22 +222,27 @@ def train_epoch(worker: Worker, epoch: int, outputs: RankZeroOutputs | None) -> 
 
 
 def evaluate_epoch(
-    worker: Worker, state: RunState, epoch: int, train_loss: dict[str, float], started: float
+    worker: Worker, state: RunState, epoch: int, train_loss: dict[str, float], started: tuple[float, float]
 ) -> tuple[EpochResult, int | None, dict[str, Predictions]]:
     """Valid metrics of ``epoch`` and the best epoch so far (valid macro-F1); test metrics only when
     ``epoch`` is that best epoch, which is all the record reports (a run without valid rows selects
-    its last epoch). Also the per-clip predictions behind them, by split."""
+    its last epoch). Also the per-clip predictions behind them, by split. ``started``: the epoch's
+    start, wall and process CPU clocks."""
     worker.engine.eval()
     score, labels = worker.evaluator.score, worker.labels
     predictions = {"valid": score(worker.engine, worker.eval_rows["valid"], worker.device, worker.world_size)}
-    entry = EpochResult(epoch, train_loss, predictions["valid"].metrics(labels), None, time.time() - started)
+    valid = predictions["valid"].metrics(labels)
+    entry = EpochResult(epoch, train_loss, valid, None, time.time() - started[0])
     scored = [h for h in [*state.history, entry] if h.valid]
     best = scored[metrics.best_epoch([h.to_json() for h in scored])].epoch if scored else None
     test = None
     if best in (None, epoch):
         predictions["test"] = score(worker.engine, worker.eval_rows["test"], worker.device, worker.world_size)
         test = predictions["test"].metrics(labels)
-    return dataclasses.replace(entry, test=test, seconds=time.time() - started), best, predictions
+    entry = dataclasses.replace(
+        entry, test=test, seconds=time.time() - started[0], cpu_seconds=time.process_time() - started[1]
+    )
+    return entry, best, predictions
 
 
 def announce(worker: Worker, entry: EpochResult) -> None:

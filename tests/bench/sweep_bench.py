@@ -1,10 +1,17 @@
 """Sweep efficiency of a finished sweep (the demo's, by default), from its records and invocations.json,
 calibrated by one of its trials run alone on the same machine:
 
-- useful share: Σ each trial's epoch time alone / (sweep wall × CPUs), the machine's time that went
-  into training. A trial's epoch time alone is its epoch time in the sweep divided by the slowdown
-  of the calibration trial (the all-aux cell of the sweep's first seed, run alone by this bench with
-  the sweep's own config: its epochs in the sweep / its epochs alone);
+- useful share: Σ each run's epoch time alone / (sweep wall × CPUs), the machine's time that went
+  into training. A run's epoch time alone is the CPU-seconds its worker spent in its epochs in the
+  sweep (the records' ``cpu_seconds``) times the wall seconds per CPU-second of the calibration run
+  (the all-aux cell of the sweep's first seed, run alone by this bench with the sweep's own config).
+  A worker that waits for a core beside other trials spends wall time but no CPU time, so this
+  compares like with like even though this machine's speed drifts by a third within the hour: the
+  calibration, minutes after the sweep, may run on a faster or slower machine than the sweep did,
+  and both clocks of a run drift together. (Two single-thread torch loops side by side spent 5% more
+  CPU-s on the same work than one alone, within this machine's noise: what sharing the caches costs
+  is counted as useful.) Records from before ``cpu_seconds``: the sweep's epochs / the calibration
+  run's slowdown (its epochs in the sweep / alone), as printed beside it either way;
 - slot occupancy: Σ run wall time / (sweep wall × trials at once), how busy the sweep kept its
   trial slots (trials at once: its slots, or fewer when it has fewer trials, e.g. with
   ``--runs-per-trial``);
@@ -40,6 +47,12 @@ CALIBRATION_CELL = "text+face+prosody"
 
 def epoch_seconds(record: dict) -> float:
     return sum(e["seconds"] for e in record["epochs"])
+
+
+def epoch_cpu_seconds(record: dict) -> float | None:
+    """The CPU-seconds rank 0's process spent in the run's epochs; None for records from before."""
+    values = [e.get("cpu_seconds") for e in record["epochs"]]
+    return sum(values) if values and None not in values else None
 
 
 def first_setup(record: dict) -> dict:
@@ -112,16 +125,47 @@ def sweep_efficiency(experiment: Path, alone: dict | None = None, cpus: int | No
             raise ValueError(f"{experiment}: its trial {alone['name']} did not finish: no calibration")
         cpus = cpus or os.cpu_count()
         alone_epochs = epoch_seconds(alone["record"])
-        slowdown = epoch_seconds(finished[alone["name"]]) / alone_epochs
+        same_run = epoch_seconds(finished[alone["name"]]) / alone_epochs
+        alone_cpu = epoch_cpu_seconds(alone["record"])
+        in_sweep = [epoch_cpu_seconds(r) for r in finished.values()]
+        per_cpu = alone_epochs / alone_cpu if alone_cpu and None not in in_sweep else None
+        each_alone = np.array(in_sweep) * per_cpu if per_cpu else epoch_time / same_run
         out |= {
             "cpus": cpus,
-            "slowdown": slowdown,
+            "slowdown": float(epoch_time.sum() / each_alone.sum()),
+            "same_run_slowdown": same_run,
             "alone_epochs": alone_epochs,
-            "useful": float(epoch_time.sum() / slowdown / (wall * cpus)),
+            "alone_cpu": alone_cpu,
+            "wall_per_cpu": per_cpu,
+            "useful": float(each_alone.sum() / (wall * cpus)),
             "alone_startup": alone["record"]["wall_seconds"] - alone_epochs,
             "alone_setup": first_setup(alone["record"]),
         }
     return out
+
+
+def print_useful_share(e: dict, name: str) -> None:
+    share = f"  useful share    Σ epoch time alone / (wall × {e['cpus']} CPUs) : {e['useful']:6.2f}"
+    if e["wall_per_cpu"]:
+        print(
+            f"  calibration: {name} alone on this machine, epochs {e['alone_epochs']:.1f} s for "
+            f"{e['alone_cpu']:.1f} CPU-s of its worker ({e['wall_per_cpu']:.2f} s per CPU-s)"
+        )
+        print(
+            f"{share}   (each run's epochs alone = its worker's CPU-s in them × {e['wall_per_cpu']:.2f}; "
+            f"in the sweep they took {e['slowdown']:.2f}× that)"
+        )
+        print(
+            f"    (by the wall clock, {name}'s epochs took {e['same_run_slowdown']:.2f}× as long in the "
+            "sweep as alone: minutes apart, this machine's own drift included)"
+        )
+    else:
+        print(
+            f"  calibration: {name} alone on this machine, epochs {e['alone_epochs']:.1f} s; in the "
+            f"sweep {e['slowdown']:.2f}× that"
+        )
+        print(f"{share}   (each run's epochs alone = its epochs in the sweep / {e['slowdown']:.2f})")
+        print("    (these records predate cpu_seconds: the machine's drift between the two is in it)")
 
 
 def print_setup(setup: dict, startup: float, indent: str) -> None:
@@ -143,14 +187,7 @@ def bench_sweep(experiment: Path, alone: dict | None = None, cpus: int | None = 
         "invocation(s)):"
     )
     if alone is not None:
-        print(
-            f"  calibration: {alone['name']} alone on this machine, epochs {e['alone_epochs']:.1f} s; in the "
-            f"sweep {e['slowdown']:.2f}× that"
-        )
-        print(
-            f"  useful share    Σ epoch time alone / (wall × {e['cpus']} CPUs) : {e['useful']:6.2f}"
-            f"   (each run's epochs alone = its epochs in the sweep / {e['slowdown']:.2f})"
-        )
+        print_useful_share(e, alone["name"])
     print(f"  slot occupancy  Σ run wall / (wall × trials at once)  : {e['occupancy']:6.2f}")
     print(
         f"  per-run start-up in the sweep (run wall − epochs)     : {e['startup_mean']:6.1f} s"
