@@ -43,7 +43,7 @@ from omnimer.sweep.trial import (  # noqa: E402
 )
 from omnimer.sweep.tuner import run_records, settle_records, total_trials  # noqa: E402
 from omnimer.training.driver import with_absolute_paths  # noqa: E402
-from omnimer.training.record import STATE_FILE, Status, settle_run_dir  # noqa: E402
+from omnimer.training.record import STATE_FILE, RunState, Status, finish_run_dir, settle_run_dir  # noqa: E402
 from sweeps import aux_ablation as sweep  # noqa: E402
 
 DEMO = REPO / "sweeps" / "configs" / "demo.yaml"
@@ -485,6 +485,26 @@ def test_settling_takes_the_newest_checkpoint_and_keeps_ended_records(tmp_path):
     (run / "record.json").write_text(json.dumps(record))
     assert settle_run_dir(run, Status.FAILED, "late").status == Status.FINISHED
     assert settle_run_dir(tmp_path / "absent", Status.FAILED) is None
+
+
+def test_rank_zero_finishes_its_runs_record_and_refuses_a_run_without_one(tmp_path):
+    """At a run's end rank 0 settles the driver's ``running`` record as finished with the run's final
+    state; a run dir whose driver wrote no record is refused, saying so."""
+    run = tmp_path / "none-seed0"
+    history = [{"epoch": e, "valid": {"macro_f1": 0.1 * e}, "test": None, "seconds": 1.0} for e in (1, 2)]
+    state = RunState.from_json({"history": history, "best_epoch": 2, "device_seconds": 2.0})
+    with pytest.raises(FileNotFoundError, match=r"none-seed0/record.json: the run's driver writes it before"):
+        finish_run_dir(run, state, 12.0)
+    assert not run.exists()  # nothing written for a refused run
+    record = make_record(LATTICE[0], 0, 0.3, status="failed")
+    record.update(status="running")
+    del record["error"]
+    run.mkdir()
+    (run / "record.json").write_text(json.dumps(record))
+    finished = finish_run_dir(run, state, 12.0)
+    written = json.loads((run / "record.json").read_text())
+    assert written == finished.to_json() and written["status"] == "finished"
+    assert (written["best_epoch"], written["wall_seconds"], len(written["epochs"])) == (2, 12.0, 2)
 
 
 def test_a_sweep_settles_the_runs_in_a_bucket(s3_bucket):
