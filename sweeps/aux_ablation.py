@@ -208,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     from omnimer.sweep.plan import choose_runs_per_trial, describe, make_plan, planned_vs_actual
     from omnimer.sweep.request import check_same_sweep
     from omnimer.sweep.tuner import run_records, run_sweep, settle_records
+    from omnimer.training.dataset import SharedShards
 
     try:
         request = prepare(args)
@@ -216,9 +217,11 @@ def main(argv: list[str] | None = None) -> int:
             check_same_sweep(request.experiment_dir, request)  # another sweep's dir is refused
             sys.stdout.write(describe(make_plan(request, choose=auto)))
             return 0
+        # The shards are read once, by the probe if there is one, and handed on to the sweep's trials.
+        shards = SharedShards(request.base["data"]["path"])
         if auto:
-            request, _ = choose_runs_per_trial(request)
-        results, invocation = run_sweep(request)
+            request, _ = choose_runs_per_trial(request, shards)
+        results, invocation = run_sweep(request, shards)
     except (SweepError, ValueError, FileNotFoundError, storage.StorageError) as err:
         sys.stderr.write(f"aux_ablation: {err}\n")
         return 2

@@ -8,6 +8,7 @@ import itertools
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -543,6 +544,42 @@ def test_a_run_starts_no_preemption_watcher_unless_asked(ray_local, tmp_path, mo
     build_trainer(cfg, dataset=ray_local.data.from_items([{"x": 1}]))
     expected = "0" if preset is None else preset
     assert get_env_vars_to_propagate()[PREEMPTION_WATCHER_ENV] == expected
+
+
+def test_a_fit_in_the_main_thread_lets_its_controller_go(ray_local, tmp_path):
+    """Ray Train's fit in the main thread leaves a SIGINT handler holding its TrainController, which then
+    idled beside a whole sweep after the --runs-per-trial auto probe: the probe's fit puts the previous
+    handler back, and the controller's process exits."""
+    import signal
+
+    import psutil
+
+    from omnimer.sweep.probe import fit_releasing_controller
+    from omnimer.training.driver import build_trainer
+
+    def controllers() -> list[int]:
+        found = []
+        for proc in psutil.process_iter(["cmdline", "create_time"]):
+            cmdline = proc.info["cmdline"] or [""]
+            if proc.info["create_time"] >= began - 1 and cmdline[0].startswith("ray::TrainController"):
+                found.append(proc.pid)
+        return found
+
+    cfg = with_absolute_paths(
+        TrainConfig.from_dict(
+            yaml.safe_load(DEMO.read_text()) | {"run": {"output_dir": str(tmp_path), "name": "p"}}
+        )
+    )
+    began, previous = time.time(), signal.getsignal(signal.SIGINT)
+    # A worker that trains nothing (a lambda: Ray pickles it by value, a test module's function it
+    # could not import).
+    trainer = build_trainer(cfg, dataset=ray_local.data.from_items([{"x": 1}]), loop=lambda config: None)
+    assert fit_releasing_controller(trainer).error is None
+    assert signal.getsignal(signal.SIGINT) is previous
+    deadline = time.time() + 30
+    while controllers() and time.time() < deadline:
+        time.sleep(0.5)
+    assert controllers() == []
 
 
 def test_the_terminal_gets_a_line_per_run_of_a_group_trial_and_one_when_the_trial_ends(caplog):

@@ -6,9 +6,9 @@
 
 A probe (one Ray Train run of the sweep's costliest trial, the all-aux cell, with the real config and
 layout, on the cluster the command runs on) takes a few optimizer steps and scores a few validation
-clips; :func:`probe_loop_per_worker` measures tokens per clip of each task, seconds per step, scoring
-seconds per clip and peak memory per device, and the probe's wall time less that work is a trial's
-start-up. :func:`project` turns that into the sweep's trials, rounds, concurrency, wall time and
+clips; it measures (:mod:`omnimer.sweep.probe`) tokens per clip of each task, seconds per step,
+scoring seconds per clip and peak memory per device, and the probe's wall time less that work is a
+trial's start-up. :func:`project` turns that into the sweep's trials, rounds, concurrency, wall time and
 device-hours, for the chosen layout and for the others (workers per trial 1/2/4/8 × ZeRO-2/3) that
 fit in memory, and, for an ablation, the wall time with other numbers of runs per trial
 (``--runs-per-trial``: a trial trains its runs one after another in one worker group, paying the
@@ -38,133 +38,17 @@ from omnimer import storage
 from omnimer.aux_tasks import AUX_TASKS
 from omnimer.config import TrainConfig
 from omnimer.subsets import LATTICE, subset_name
+from omnimer.sweep.probe import PROBE_STEPS, run_probe
 from omnimer.sweep.trial import chunks, grid_runs, group_name
 from omnimer.tasks import MAIN
 
 log = logging.getLogger(__name__)
 
 PLAN_FILE = "plan.json"
-PROBE_STEPS = 4
 # Memory a layout may plan to use of a device (the rest: the allocator's fragmentation, NCCL buffers).
 MEMORY_HEADROOM = 0.9
 LAYOUT_WORKERS = (1, 2, 4, 8)
 ZERO_STAGES = (2, 3)
-
-
-def probe_loop_per_worker(config: dict) -> None:
-    """Ray Train worker function of the probe: the run's own set-up, then ``steps`` optimizer steps
-    (the first one, which pays for lazy initialisation, is not timed) and the scoring of a few
-    validation clips; reports what it measured."""
-    import resource
-    import tempfile
-
-    import ray.train
-    import torch
-
-    from omnimer.aux_tasks import TASK_NAMES
-    from omnimer.collate import collate
-    from omnimer.tasks import build_task_batches
-    from omnimer.training.step import epoch_order, step_losses
-    from omnimer.training.worker import set_up
-
-    cfg, steps = TrainConfig.from_dict(config["train"]), int(config["steps"])
-    started = time.time()
-    worker = set_up(cfg)
-    # No more steps than an epoch has on every rank (each step runs collectives on all of them).
-    steps = min(steps, worker.steps_per_epoch)
-    ctx, engine, size = worker.step_context, worker.engine, cfg.train.batch_size
-    order = epoch_order(worker.train_rows, cfg, 0, worker.labels, worker.class_counts)
-    batches = [[worker.train_rows[i] for i in order[s * size : (s + 1) * size]] for s in range(steps)]
-    tokens: dict[str, list[int]] = {}
-    for rows in batches:
-        media = {r["clip_id"]: r for r in rows}
-        for task, convs in build_task_batches(rows, ctx.prompting, AUX_TASKS).items():
-            in_video = ctx.prompting.audio_in_video
-            batch = collate(ctx.processor, convs, media, frame_size=ctx.frame_size, audio_in_video=in_video)
-            tokens.setdefault(task, []).extend([batch.num_tokens, len(convs)])
-    engine.train()
-    step_seconds = []
-    for rows in batches:
-        begun = time.time()
-        total, _, _ = step_losses(engine, rows, cfg, ctx)
-        engine.backward(total)
-        engine.step()
-        step_seconds.append(time.time() - begun)
-    engine.eval()
-    clips = worker.eval_rows["valid"][: 2 * cfg.train.eval_batch_size] or worker.train_rows[:size]
-    begun = time.time()
-    worker.evaluator.predict(engine, clips, worker.device, worker.world_size)
-    eval_seconds = time.time() - begun
-    if cfg.train.use_gpu:
-        peak = torch.cuda.max_memory_allocated(worker.device)
-        capacity = torch.cuda.get_device_properties(worker.device).total_memory
-    else:  # the worker process's peak resident memory, against the node's
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        capacity = _physical_memory()
-    params = list(engine.module.parameters())
-    measured = {
-        "device": str(worker.device),
-        "steps": len(step_seconds),
-        "seconds_per_step": _median(step_seconds[1:] or step_seconds),
-        "first_step_seconds": step_seconds[0],
-        "eval_seconds_per_clip": eval_seconds / max(1, len(clips)),
-        "work_seconds": sum(step_seconds) + eval_seconds,
-        "setup_seconds": worker.setup_seconds,
-        "worker_seconds": time.time() - started,
-        "peak_memory_bytes": int(peak),
-        "memory_capacity_bytes": int(capacity),
-        "param_bytes": int(sum(_numel(p) * p.element_size() for p in params)),
-        "trainable_param_bytes": int(sum(_numel(p) * p.element_size() for p in params if p.requires_grad)),
-        "tokens_per_clip": {
-            task: sum(tokens[task][0::2]) / sum(tokens[task][1::2])
-            for task in (MAIN, *TASK_NAMES)
-            if task in tokens
-        },
-    }
-    # Ray Train keeps only the metrics reported with a checkpoint: rank 0 reports a tiny one.
-    with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = None
-        if worker.rank == 0:
-            storage.write_json(f"{tmp}/probe.json", measured)
-            checkpoint = ray.train.Checkpoint.from_directory(tmp)
-        ray.train.report(measured, checkpoint=checkpoint)
-
-
-def _numel(param) -> int:
-    return int(getattr(param, "ds_numel", param.numel()))  # ZeRO-3 leaves an empty local tensor
-
-
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[len(ordered) // 2] if ordered else 0.0
-
-
-def _physical_memory() -> int:
-    import os
-
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def run_probe(request, steps: int = PROBE_STEPS) -> dict:
-    """The probe on the connected cluster: its measurements plus its wall time and start-up."""
-    from omnimer.sweep.trial import ablation_overrides
-    from omnimer.training.driver import build_trainer
-
-    values = ablation_overrides(request.base, (True,) * len(AUX_TASKS), request.seeds[0])
-    values["run"] = {"output_dir": storage.join(request.experiment_dir, "plan"), "name": "probe"}
-    cfg = TrainConfig.from_dict(values)
-    # A fresh probe each time: Ray Train would otherwise resume an earlier probe's run of that name.
-    storage.delete_dir(storage.join(cfg.run.output_dir, cfg.run.name))
-    started = time.time()
-    trainer = build_trainer(cfg, loop=probe_loop_per_worker, loop_config={"train": values, "steps": steps})
-    result = trainer.fit()
-    if result.error is not None:
-        raise RuntimeError(f"the plan's probe failed: {result.error}")
-    probe = dict(result.metrics)
-    probe["wall_seconds"] = time.time() - started
-    # What a trial pays besides its epochs: Ray Train's start-up, the workers' set-up, the shutdown.
-    probe["startup_seconds"] = probe["wall_seconds"] - probe["work_seconds"]
-    return probe
 
 
 @dataclasses.dataclass(frozen=True)
@@ -346,16 +230,17 @@ def zero_stage(cfg: TrainConfig) -> int:
     return int(json.loads(path.read_text()).get("zero_optimization", {}).get("stage", 0))
 
 
-def make_plan(request, steps: int = PROBE_STEPS, choose: bool = False) -> dict:
+def make_plan(request, steps: int = PROBE_STEPS, choose: bool = False, shards=None) -> dict:
     """Probe, project (``choose``: at the fastest runs per trial), and write ``plan.json`` in the
-    experiment dir; returns the plan."""
+    experiment dir; returns the plan. ``shards``: the sweep's
+    (:class:`~omnimer.training.dataset.SharedShards`), when a sweep follows the probe."""
     import ray
 
     from omnimer.data.shards import read_dataset_info
     from omnimer.sweep import resources
 
     cfg = TrainConfig.from_dict(request.base)
-    probe = run_probe(request, steps)
+    probe = run_probe(request, steps, dataset=shards.dataset() if shards is not None else None)
     counts = read_dataset_info(cfg.data.path)["counts"]["rows"]
     available = ray.cluster_resources()
     cluster = Cluster(
@@ -424,13 +309,13 @@ def describe(plan: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def choose_runs_per_trial(request):
+def choose_runs_per_trial(request, shards=None):
     """``--runs-per-trial auto``: the request with the runs per trial measured to be fastest here.
 
     A sweep resumed in its experiment dir keeps the runs per trial it was started with (another would
     be refused); a new ablation is probed first (:func:`make_plan`, which writes ``plan.json``, whose
     description is logged) and takes the fastest; a search trains one run per trial. Returns the
-    request and the plan (None when nothing was probed)."""
+    request and the plan (None when nothing was probed). ``shards`` go to the probe (:func:`make_plan`)."""
     from omnimer.sweep.request import SWEEP_FILE, request_view
 
     started = storage.join(request.experiment_dir, SWEEP_FILE)
@@ -440,7 +325,7 @@ def choose_runs_per_trial(request):
         size = request_view(storage.read_json(started))["runs_per_trial"]
         log.info("--runs-per-trial auto: %d, as %s was started", size, request.experiment_dir)
         return dataclasses.replace(request, runs_per_trial=size), None
-    plan = make_plan(request, choose=True)
+    plan = make_plan(request, choose=True, shards=shards)
     log.info("%s--runs-per-trial auto: %d", describe(plan), plan["runs_per_trial"])
     return dataclasses.replace(request, runs_per_trial=plan["runs_per_trial"]), plan
 

@@ -20,14 +20,16 @@ from omnimer.sweep.progress import TrialLines
 from omnimer.sweep.request import SWEEP_FILE, SweepRequest, check_same_sweep
 from omnimer.sweep.resources import cluster_slots
 from omnimer.sweep.trial import run_groups, train_driver, trial_specs
+from omnimer.training.dataset import SharedShards
 from omnimer.training.record import RECORD_FILE, Status, settle_run_dir
 
 log = logging.getLogger(__name__)
 
 
-def run_sweep(request: SweepRequest):
+def run_sweep(request: SweepRequest, shards: SharedShards | None = None):
     """Start or resume the sweep on the connected Ray cluster; returns Tune's ResultGrid and this
-    invocation's entry of ``invocations.json``."""
+    invocation's entry of ``invocations.json``. ``shards``: the sweep's data, if this command has
+    already read them (the probe of ``--runs-per-trial auto``)."""
     from ray import tune
 
     experiment_dir = request.experiment_dir
@@ -43,7 +45,8 @@ def run_sweep(request: SweepRequest):
     )
     invocation = start_invocation(experiment_dir, slots, resuming)
     with invocation_log(experiment_dir, invocation["invocation"]):
-        results = _fit(request, base, slots, driver_resources, invocation["invocation"], resuming)
+        shards = shards or SharedShards(base.data.path)
+        results = _fit(request, base, slots, driver_resources, invocation["invocation"], resuming, shards)
     end_invocation(experiment_dir, invocation)
     return results, invocation
 
@@ -55,6 +58,7 @@ def _fit(
     driver_resources: dict,
     invocation: int,
     resuming: bool,
+    shards: SharedShards,
 ):
     """Build or restore the Tuner and fit it (the trials run here)."""
     from ray import tune
@@ -62,7 +66,7 @@ def _fit(
     experiment_dir = request.experiment_dir
     remote = storage.is_remote(experiment_dir)
     experiment_path, experiment_filesystem = storage.ray_storage(experiment_dir)
-    trainable = make_trainable(base, driver_resources, invocation)
+    trainable = make_trainable(shards, driver_resources, invocation)
     if remote and request.mode == "search":
         search.fetch_study(experiment_dir, resuming)
     if resuming:
@@ -84,16 +88,13 @@ def _fit(
             search.upload_study(experiment_dir)
 
 
-def make_trainable(base: TrainConfig, driver_resources: dict, invocation: int):
-    """:func:`train_driver` with the sweep's shards read once into Ray's object store: every trial's
-    workers stream them from there instead of each trial re-reading (and re-listing) the files."""
+def make_trainable(shards: SharedShards, driver_resources: dict, invocation: int):
+    """:func:`train_driver` with the sweep's shards read once into Ray's object store
+    (:class:`~omnimer.training.dataset.SharedShards`), for every trial."""
     from ray import tune
 
-    from omnimer.training.dataset import load_shards
-
-    dataset = load_shards(base.data.path).materialize()
     return tune.with_resources(
-        tune.with_parameters(train_driver, dataset=dataset, invocation=invocation), driver_resources
+        tune.with_parameters(train_driver, dataset=shards.dataset(), invocation=invocation), driver_resources
     )
 
 

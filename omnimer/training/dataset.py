@@ -1,8 +1,8 @@
 """The dataset a run's workers read: one Ray Dataset of every split's shards, the columns training
 needs, and each worker's rows of it.
 
-The driver (:func:`omnimer.training.driver.build_trainer`) and a sweep
-(:func:`omnimer.sweep.tuner.make_trainable`) build the Dataset; every Ray Train worker
+The driver (:func:`omnimer.training.driver.build_trainer`) and a sweep (:class:`SharedShards`) build
+the Dataset; every Ray Train worker
 (:mod:`omnimer.training.worker`) takes its rows with :func:`worker_rows`.
 """
 
@@ -35,6 +35,22 @@ def load_shards(path: Path | str):
     from omnimer.data.shards import load_dataset
 
     return load_dataset(Path(path), columns=TRAIN_COLUMNS)
+
+
+class SharedShards:
+    """A sweep's shards read into Ray's object store once, when first needed, then handed to every
+    Train run of the command: the probe of ``--runs-per-trial auto`` (:mod:`omnimer.sweep.probe`) and
+    every trial (:func:`omnimer.sweep.tuner.make_trainable`), whose workers stream them from there
+    instead of re-reading (and re-listing) the files."""
+
+    def __init__(self, path: Path | str):
+        self.path = path
+        self._dataset = None
+
+    def dataset(self):
+        if self._dataset is None:
+            self._dataset = load_shards(self.path).materialize()
+        return self._dataset
 
 
 def worker_rows(rank: int, world_size: int) -> dict[str, list[dict]]:
