@@ -18,7 +18,7 @@ from omnimer.losses import IGNORE_INDEX
 from omnimer.model.load import load_processor
 from omnimer.model.tiny import build_tiny_model
 from omnimer.tasks import Prompting, main_conversation
-from omnimer.training.driver import check_scoring
+from omnimer.training.driver import check_scoring, scoring_key
 from omnimer.training.evaluate import Evaluator, resolve_scoring
 
 QWEN_TOKENIZER = SHARED / "tokenizers" / "qwen2.5-bpe"
@@ -178,6 +178,32 @@ def test_driver_refuses_logit_adjust_when_first_tokens_collide(tiny):
         ValueError, match=r"eval.scoring first_token: no verbalizers with distinct first tokens"
     ):
         check_scoring(first_token, info)
+
+
+def test_a_scoring_resolved_once_serves_the_runs_it_was_resolved_for(tiny, monkeypatch):
+    """A sweep resolves its scoring once: a run with the same model, label set and eval.scoring takes
+    it without loading the tokenizer, the logit_adjust refusal still reads it, and a run with another
+    eval.scoring resolves its own."""
+    import omnimer.model.load
+
+    path, processor = tiny
+    names = ["senangsekali", "senangbiasa", "netral"]  # two share a first token
+    info = {"label_sets": {"emotion": {"key": "k", "task": "emotion", "names": names, "display": names}}}
+    cfg = TrainConfig.from_dict({"model": {"name_or_path": str(path)}})
+    resolved = {"for": scoring_key(cfg, info), "scoring": check_scoring(cfg, info)}
+
+    def no_tokenizer(name_or_path):
+        raise AssertionError("the tokenizer was loaded again")
+
+    monkeypatch.setattr(omnimer.model.load, "load_processor", no_tokenizer)
+    assert check_scoring(cfg, info, resolved) == resolved["scoring"]
+    model = {"name_or_path": str(path)}
+    adjusted = TrainConfig.from_dict({"model": model, "loss": {"scheme": "logit_adjust"}})
+    with pytest.raises(ValueError, match="loss.scheme logit_adjust adjusts each label's first answer token"):
+        check_scoring(adjusted, info, resolved)
+    monkeypatch.setattr(omnimer.model.load, "load_processor", lambda name_or_path: processor)
+    sequence = TrainConfig.from_dict({"model": model, "eval": {"scoring": "sequence"}})
+    assert check_scoring(sequence, info, resolved)["requested"] == "sequence"
 
 
 def test_config_rejects_an_unknown_scoring_method():

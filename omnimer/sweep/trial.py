@@ -141,12 +141,15 @@ def group_name(run_names: list[str]) -> str:
     return run_names[0] if len(run_names) == 1 else f"group-{run_names[0]}"
 
 
-def train_driver(params: dict, dataset=None, invocation: int | None = None) -> None:
+def train_driver(
+    params: dict, dataset=None, invocation: int | None = None, scoring: dict | None = None
+) -> None:
     """One Tune trial: the Ray Train run of its config(s), reporting each epoch to Tune.
 
-    ``dataset`` is the sweep's shards, read once and shared by every trial, and ``invocation`` the
-    number of the sweep invocation that runs the trial (both through ``tune.with_parameters``, so
-    neither is kept in Tune's state: a resumed sweep passes its own).
+    ``dataset`` is the sweep's shards, read once and shared by every trial, ``invocation`` the
+    number of the sweep invocation that runs the trial, and ``scoring`` the sweep's scoring, resolved
+    once (:func:`omnimer.training.driver.resolved_scoring`); all three come through
+    ``tune.with_parameters``, so none is kept in Tune's state: a resumed sweep passes its own.
     """
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -172,4 +175,5 @@ def train_driver(params: dict, dataset=None, invocation: int | None = None) -> N
         dataset=dataset,
         record_failure=False,
         group_name=group_name([spec.run_name for spec in specs]),
+        scoring=scoring,
     )

@@ -66,7 +66,7 @@ def _fit(
     experiment_dir = request.experiment_dir
     remote = storage.is_remote(experiment_dir)
     experiment_path, experiment_filesystem = storage.ray_storage(experiment_dir)
-    trainable = make_trainable(shards, driver_resources, invocation)
+    trainable = make_trainable(base, shards, driver_resources, invocation)
     if remote and request.mode == "search":
         search.fetch_study(experiment_dir, resuming)
     if resuming:
@@ -88,14 +88,16 @@ def _fit(
             search.upload_study(experiment_dir)
 
 
-def make_trainable(shards: SharedShards, driver_resources: dict, invocation: int):
-    """:func:`train_driver` with the sweep's shards read once into Ray's object store
-    (:class:`~omnimer.training.dataset.SharedShards`), for every trial."""
+def make_trainable(base: TrainConfig, shards: SharedShards, driver_resources: dict, invocation: int):
+    """:func:`train_driver` with what every trial shares, prepared once here: the shards read into
+    Ray's object store (:class:`~omnimer.training.dataset.SharedShards`) and the scoring of the base
+    config (:func:`~omnimer.training.driver.resolved_scoring`)."""
     from ray import tune
 
-    return tune.with_resources(
-        tune.with_parameters(train_driver, dataset=shards.dataset(), invocation=invocation), driver_resources
-    )
+    from omnimer.training.driver import resolved_scoring
+
+    shared = {"dataset": shards.dataset(), "invocation": invocation, "scoring": resolved_scoring(base)}
+    return tune.with_resources(tune.with_parameters(train_driver, **shared), driver_resources)
 
 
 def build_tuner(request: SweepRequest, base: TrainConfig, slots: int, trainable):

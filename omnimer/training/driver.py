@@ -80,28 +80,55 @@ def validate_run(cfg: TrainConfig) -> dict:
     return info
 
 
-def check_scoring(cfg: TrainConfig, info: dict) -> dict:
+def check_scoring(cfg: TrainConfig, info: dict, resolved: dict | None = None) -> dict:
     """The run's scoring (``eval.scoring`` resolved, verbalizers, token ids;
     :func:`omnimer.training.evaluate.resolve_scoring`) as its record keeps it, from the model's
     tokenizer: verbalizers it cannot tell apart are refused here, before any worker starts, and so is
-    the logit_adjust loss when the verbalizers share a first token (it rebalances first tokens)."""
+    the logit_adjust loss when the verbalizers share a first token (it rebalances first tokens).
+
+    ``resolved`` (:func:`resolved_scoring`) is taken as it is when it was resolved for this run's
+    model, label set and ``eval.scoring``: a sweep resolves its scoring once, so that no trial's
+    driver loads the tokenizer (the processor's imports cost about 6 CPU-s per trial).
+    """
+    if resolved is not None and resolved["for"] == scoring_key(cfg, info):
+        scoring = resolved["scoring"]
+    else:
+        scoring = resolve_run_scoring(cfg, info)
+    if cfg.loss.scheme == "logit_adjust" and scoring["first_token_ids"] is None:
+        raise ValueError(
+            "loss.scheme logit_adjust adjusts each label's first answer token, but with the tokenizer of "
+            f"model.name_or_path {cfg.model.name_or_path!r} the verbalizers {scoring['verbalizers']} "
+            "do not all start with different tokens; choose another loss.scheme"
+        )
+    return scoring
+
+
+def resolve_run_scoring(cfg: TrainConfig, info: dict) -> dict:
+    """The record's scoring entry of ``cfg``, from its model's tokenizer."""
     from omnimer.model.load import load_processor
     from omnimer.training.evaluate import resolve_scoring
 
     tokenizer = load_processor(cfg.model.name_or_path).tokenizer
     try:
-        scoring = resolve_scoring(tokenizer, label_set_of(info, cfg.data.target), cfg.eval.scoring)
+        return resolve_scoring(tokenizer, label_set_of(info, cfg.data.target), cfg.eval.scoring).to_json()
     except ValueError as err:
         raise ValueError(
             f"model.name_or_path {cfg.model.name_or_path!r}, eval.scoring {cfg.eval.scoring}: {err}"
         ) from None
-    if cfg.loss.scheme == "logit_adjust" and scoring.first_ids is None:
-        raise ValueError(
-            "loss.scheme logit_adjust adjusts each label's first answer token, but with the tokenizer of "
-            f"model.name_or_path {cfg.model.name_or_path!r} the verbalizers {list(scoring.verbalizers)} "
-            "do not all start with different tokens; choose another loss.scheme"
-        )
-    return scoring.to_json()
+
+
+def scoring_key(cfg: TrainConfig, info: dict) -> list[str]:
+    """What a run's scoring depends on: its model, its label set and ``eval.scoring``."""
+    return [cfg.model.name_or_path, label_set_of(info, cfg.data.target).key, cfg.eval.scoring]
+
+
+def resolved_scoring(cfg: TrainConfig) -> dict:
+    """``cfg``'s scoring entry with what it was resolved for, for :func:`check_scoring` of runs that
+    share ``cfg``'s model, data and ``eval.scoring`` (a sweep's, whose base config ``cfg`` is)."""
+    from omnimer.data.shards import read_dataset_info
+
+    info = read_dataset_info(Path(cfg.data.path))
+    return {"for": scoring_key(cfg, info), "scoring": resolve_run_scoring(cfg, info)}
 
 
 def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
@@ -216,6 +243,7 @@ def run_trainings(
     sweeps: list[dict | None] | None = None,
     record_failure: bool = True,
     group_name: str | None = None,
+    scoring: dict | None = None,
 ) -> list[RunRecord]:
     """Validate the runs, write their ``running`` records, and fit them one after another in one
     worker group (one Ray Train run, named ``group_name``, else the first run's name); returns their
@@ -227,6 +255,7 @@ def run_trainings(
     seed, subset, invocation) for the analysis. A failed fit raises; with ``record_failure`` the
     records of the runs it did not finish first say ``failed``, else they stay ``running`` for the
     caller to settle (a sweep's trials: see :func:`omnimer.sweep.tuner.settle_records`).
+    ``scoring``: the scoring already resolved for these runs, if any (:func:`check_scoring`).
     """
     sweeps = sweeps or [None] * len(cfgs)
     check_one_group(cfgs)
@@ -239,7 +268,7 @@ def run_trainings(
         if finished_record(cfg) is not None:
             log.info("run %s already finished with this config; nothing to do", run_location(cfg))
             continue
-        write_record(run_location(cfg), start_record(cfg, info, sweep))
+        write_record(run_location(cfg), start_record(cfg, info, sweep, scoring))
         todo.append(cfg)
     if todo:
         fit_group(todo, group_name or cfgs[0].run.name, callbacks, dataset, record_failure)
@@ -266,9 +295,10 @@ def check_one_group(cfgs: list[TrainConfig]) -> None:
             )
 
 
-def start_record(cfg: TrainConfig, info: dict, sweep: dict | None) -> RunRecord:
-    """The ``running`` record of a run about to start: config, dataset, code, packages, scoring."""
-    scoring = check_scoring(cfg, info)
+def start_record(cfg: TrainConfig, info: dict, sweep: dict | None, scoring: dict | None = None) -> RunRecord:
+    """The ``running`` record of a run about to start: config, dataset, code, packages, scoring
+    (``scoring``: as resolved already, see :func:`check_scoring`)."""
+    scoring = check_scoring(cfg, info, scoring)
     dataset_entry = {
         "path": str(Path(cfg.data.path).resolve()),
         "label_set": info["label_sets"][cfg.data.target]["key"],
