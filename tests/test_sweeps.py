@@ -490,10 +490,13 @@ def test_settling_takes_the_newest_checkpoint_and_keeps_ended_records(tmp_path):
 
 def test_rank_zero_finishes_its_runs_record_and_refuses_a_run_without_one(tmp_path):
     """At a run's end rank 0 settles the driver's ``running`` record as finished with the run's final
-    state; a run dir whose driver wrote no record is refused, saying so."""
+    state; a run dir whose driver wrote no record is refused, saying so. A record that already
+    finished keeps its ending whole, set-up times included (a worker group restarted after rank 0
+    finished the run finishes it again)."""
     run = tmp_path / "none-seed0"
     history = [{"epoch": e, "valid": {"macro_f1": 0.1 * e}, "test": None, "seconds": 1.0} for e in (1, 2)]
-    state = RunState.from_json({"history": history, "best_epoch": 2, "device_seconds": 2.0})
+    setup = [{"model": 0.2, "data": 0.1, "DeepSpeed": 0.4}]
+    state = RunState.from_json({"history": history, "best_epoch": 2, "device_seconds": 2.0, "setup": setup})
     with pytest.raises(FileNotFoundError, match=r"none-seed0/record.json: the run's driver writes it before"):
         finish_run_dir(run, state, 12.0)
     assert not run.exists()  # nothing written for a refused run
@@ -506,6 +509,9 @@ def test_rank_zero_finishes_its_runs_record_and_refuses_a_run_without_one(tmp_pa
     written = json.loads((run / "record.json").read_text())
     assert written == finished.to_json() and written["status"] == "finished"
     assert (written["best_epoch"], written["wall_seconds"], len(written["epochs"])) == (2, 12.0, 2)
+    assert written["setup_seconds"] == setup
+    again = finish_run_dir(run, state.started({"model": 0.3}), 30.0)
+    assert json.loads((run / "record.json").read_text()) == again.to_json() == written
 
 
 def test_a_sweep_settles_the_runs_in_a_bucket(s3_bucket):

@@ -234,6 +234,7 @@ class RunRecord:
                 data.get("device_seconds", 0.0),
                 data.get("best_epoch"),
                 data.get("predictions") or {},
+                tuple(data.get("setup_seconds") or ()),
             )
         return cls(
             config=data.get("config", {}),
