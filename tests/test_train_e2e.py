@@ -143,6 +143,14 @@ def test_run_writes_record_events_and_adapter(workspace, unbroken):
     total = [e.value for e in events.Scalars("loss/total")]
     assert len(total) == 8 and total[-1] < total[0]  # the loss falls over 8 steps
 
+    import torch
+
+    # The checkpoints hold the trainable (LoRA) weights, not the frozen model (a 7B's ~18 GB per epoch).
+    for states in run_dir.glob("checkpoint_*/deepspeed/mp_rank_00_model_states.pt"):
+        saved = torch.load(states, map_location="cpu", weights_only=False)
+        assert saved["module"] and all(".lora_" in name for name in saved["module"])
+        assert not saved["frozen_param_fragments"]
+
     from peft import PeftModel
 
     from omnimer.config import ModelConfig
@@ -319,7 +327,8 @@ def test_zero3_saves_the_whole_adapter(workspace, tmp_path):
     the 13 test clips 7 / 6 between the workers: the evaluation must still run the same number of
     forwards on both (it aborted in gloo before the filler forwards). And the second worker's train
     rows have no face target (partial annotations): it runs a filler face forward where the first
-    worker runs the real one."""
+    worker runs the real one. A worker dies after the epoch: the restarted group loads the ZeRO-3
+    checkpoint (trainable weights only) before it finds nothing left to train."""
     from safetensors.torch import load_file
 
     zero3 = json.loads((REPO / "cluster" / "deepspeed" / "zero3.json").read_text())
@@ -334,9 +343,11 @@ def test_zero3_saves_the_whole_adapter(workspace, tmp_path):
         "train.epochs=1",
         "train.eval_batch_size=1",
         f"data.path={shards}",
+        "train.fail_at_epoch=1",  # the restarted group loads the partitioned checkpoint, then ends
     )
     record = json.loads((run_dir / "record.json").read_text())
-    assert record["status"] == "finished"
+    assert record["status"] == "finished" and record["setup_seconds"]
+    assert (run_dir / "train.log").read_text().count("worker ready") == 2  # restarted, resumed
     counts = json.loads((workspace[0] / "shards" / "dataset.json").read_text())["counts"]["rows"]
     assert counts["test"] % 2 == 1  # the two workers' slices differ in length
     assert record["test"]["n"] == counts["test"]  # every clip scored once, no filler among them

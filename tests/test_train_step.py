@@ -345,6 +345,21 @@ def test_deepspeed_builds_its_ops_into_this_environment(tmp_path, monkeypatch):
     assert "TORCH_EXTENSIONS_DIR" not in os.environ
 
 
+def test_a_checkpoint_is_loaded_whole_for_its_trainable_weights_and_refused_without_one():
+    """Checkpoints leave the frozen weights out (the worker loads them from the model): a load keeps
+    them, and refuses a checkpoint that lacks a trainable weight."""
+    from omnimer.training.checkpoint import load_trainable
+
+    layer = torch.nn.Linear(2, 2)
+    layer.bias.requires_grad_(False)
+    bias, weight = layer.bias.detach().clone(), torch.ones(2, 2)
+    load_trainable({"weight": weight}, layer)
+    assert torch.equal(layer.weight.detach(), weight) and torch.equal(layer.bias.detach(), bias)
+    message = r"the checkpoint lacks 1 trainable weight\(s\) of this model \(weight, \.\.\.\): it was written"
+    with pytest.raises(RuntimeError, match=message):
+        load_trainable({"bias": torch.zeros(2)}, layer)
+
+
 def test_warmup_cosine_schedule():
     factor = lr_lambda(100, 0.1)
     assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)

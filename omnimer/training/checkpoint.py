@@ -1,9 +1,12 @@
 """A run's checkpoints: each epoch every worker saves its DeepSpeed state, rank 0 adds the adapter
 and the run's :class:`~omnimer.training.record.RunState`, and the checkpoint goes to Ray with the
-epoch's metrics (``ray.train.report``). Ray keeps the last two under the Train run's dir (the run
-dir, or a sweep trial's ``group-*`` dir when the trial trains several runs); a restarted worker group,
-or a resumed sweep trial, continues from the newest. Each checkpoint names its run (``run.json``), so
-the worker of several runs knows which one to continue (:func:`resume_index`).
+epoch's metrics (``ray.train.report``). The DeepSpeed state holds the trainable (LoRA) weights and
+their optimizer state only: the frozen weights are the model's own, loaded again from
+``model.name_or_path`` by a restarted worker (for the 7B Thinker they would be ~18 GB written, then
+copied into the run's storage, at every epoch of every trial). Ray keeps the last two under the Train
+run's dir (the run dir, or a sweep trial's ``group-*`` dir when the trial trains several runs); a
+restarted worker group, or a resumed sweep trial, continues from the newest. Each checkpoint names its
+run (``run.json``), so the worker of several runs knows which one to continue (:func:`resume_index`).
 
 Used by the Ray Train worker (:mod:`omnimer.training.worker`).
 """
@@ -49,10 +52,23 @@ def restore(engine, rank: int) -> RunState:
 
     checkpoint = ray.train.get_checkpoint()
     with checkpoint.as_directory() as ckpt:
-        engine.load_checkpoint(ckpt, tag=DS_TAG)
+        engine.load_checkpoint(ckpt, tag=DS_TAG, custom_load_fn=load_trainable)
         state = RunState.from_json(json.loads((Path(ckpt) / STATE_FILE).read_text()))
     log.info("rank %d resumed after epoch %d", rank, state.epoch)
     return state
+
+
+def load_trainable(src: dict, dst) -> None:
+    """DeepSpeed's module load for a checkpoint without the frozen weights: every trainable weight
+    must be in it (as strict as a whole-model load for what the checkpoint is for); the frozen ones
+    keep the values the worker loaded from the model."""
+    missing = sorted(name for name, p in dst.named_parameters() if p.requires_grad and name not in src)
+    if missing:
+        raise RuntimeError(
+            f"the checkpoint lacks {len(missing)} trainable weight(s) of this model ({missing[0]}, ...): "
+            "it was written for another model or LoRA config; remove the run's checkpoints to start again"
+        )
+    dst.load_state_dict(src, strict=False)
 
 
 def save_and_report(engine, state: RunState, rank: int, run_name: str, outputs=None) -> None:
@@ -65,7 +81,7 @@ def save_and_report(engine, state: RunState, rank: int, run_name: str, outputs=N
     import ray.train
 
     with tempfile.TemporaryDirectory() as tmp:
-        engine.save_checkpoint(tmp, tag=DS_TAG)
+        engine.save_checkpoint(tmp, tag=DS_TAG, exclude_frozen_parameters=True)
         with gathered_adapter(engine):
             if rank == 0:
                 if outputs is not None and state.best_epoch == state.epoch:
