@@ -554,14 +554,13 @@ def test_a_run_starts_no_preemption_watcher_unless_asked(ray_local, tmp_path, mo
 
 def test_a_fit_in_the_main_thread_lets_its_controller_go(ray_local, tmp_path):
     """Ray Train's fit in the main thread leaves a SIGINT handler holding its TrainController, which then
-    idled beside a whole sweep after the --runs-per-trial auto probe: the probe's fit puts the previous
-    handler back, and the controller's process exits."""
+    idled beside a whole sweep after the --runs-per-trial auto probe: every fit of ours (the probe's,
+    a run's) puts the previous handler back, and the controller's process exits."""
     import signal
 
     import psutil
 
-    from omnimer.sweep.probe import fit_releasing_controller
-    from omnimer.training.driver import build_trainer
+    from omnimer.training.driver import build_trainer, fit_releasing_controller
 
     def controllers() -> list[int]:
         found = []

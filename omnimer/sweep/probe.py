@@ -9,8 +9,6 @@ work) is a trial's start-up. :mod:`omnimer.sweep.plan` projects the sweep from t
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
 
 from omnimer import storage
@@ -121,7 +119,7 @@ def run_probe(request, steps: int = PROBE_STEPS, dataset=None) -> dict:
     ``dataset``: the sweep's shards already read into the object store (what its trials get), else
     the probe's workers read the files."""
     from omnimer.sweep.trial import ablation_overrides
-    from omnimer.training.driver import build_trainer
+    from omnimer.training.driver import build_trainer, fit_releasing_controller
 
     values = ablation_overrides(request.base, (True,) * len(AUX_TASKS), request.seeds[0])
     values["run"] = {"output_dir": storage.join(request.experiment_dir, "plan"), "name": "probe"}
@@ -140,20 +138,3 @@ def run_probe(request, steps: int = PROBE_STEPS, dataset=None) -> dict:
     # What a trial pays besides its epochs: Ray Train's start-up, the workers' set-up, the shutdown.
     probe["startup_seconds"] = probe["wall_seconds"] - probe["work_seconds"]
     return probe
-
-
-def fit_releasing_controller(trainer):
-    """``trainer.fit()``, after which its TrainController actor (and the DatasetManager it owns) exit.
-
-    Ray Train 2.60's fit in the main thread installs a SIGINT handler that holds the controller's
-    actor handle, and so keeps the actor (a process that wakes every 10 ms) alive until the driver
-    exits: after a ``--runs-per-trial auto`` probe, it idled beside every trial of the sweep. The
-    handler that was there before comes back when the fit ends.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return trainer.fit()
-    previous = signal.getsignal(signal.SIGINT)
-    try:
-        return trainer.fit()
-    finally:
-        signal.signal(signal.SIGINT, previous)

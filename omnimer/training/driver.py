@@ -22,6 +22,8 @@ import dataclasses
 import hashlib
 import logging
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -324,7 +326,7 @@ def fit_group(
         loop_config={"runs": [cfg.to_dict() for cfg in cfgs], "started": started},
     )
     try:
-        result = trainer.fit()
+        result = fit_releasing_controller(trainer)
         error = result.error
     except Exception as err:  # the records must say the runs failed, then the error propagates
         error = err
@@ -342,6 +344,24 @@ def fit_group(
             )
             write_record(run_location(cfg), failed)
     raise RuntimeError(f"training failed: {error}") from error
+
+
+def fit_releasing_controller(trainer):
+    """``trainer.fit()``, after which its TrainController actor (and the DatasetManager it owns) exit.
+
+    Ray Train 2.60's fit in the main thread installs a SIGINT handler that holds the controller's
+    actor handle, and so keeps the actor (a process that wakes every 10 ms) alive until the process
+    exits: after a ``--runs-per-trial auto`` probe it idled beside every trial of the sweep, and a
+    script that trains runs one after another kept one per run. The handler that was there before
+    comes back when the fit ends. (A sweep's trials fit in Tune's threads, where Ray installs none.)
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return trainer.fit()
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        return trainer.fit()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def finished_record(cfg: TrainConfig) -> RunRecord | None:
