@@ -5,7 +5,8 @@ for it.
 Tune calls :func:`train_driver` with the trial's param dict (:mod:`omnimer.sweep.tuner` builds the
 grid or the Optuna search). A trial trains one run, or, in a grid with ``--runs-per-trial`` k > 1,
 k runs (``runs``: [subset, seed] pairs, :func:`run_groups`) one after another in one worker group
-(:func:`omnimer.training.driver.run_trainings`); every epoch is reported back to Tune.
+(:func:`omnimer.training.driver.run_trainings`); every epoch is reported back to Tune
+(:mod:`omnimer.sweep.relay`).
 """
 
 from __future__ import annotations
@@ -152,8 +153,8 @@ def train_driver(
     ``tune.with_parameters``, so none is kept in Tune's state: a resumed sweep passes its own.
     """
     from ray import tune
-    from ray.tune.integration.ray_train import TuneReportCallback
 
+    from omnimer.sweep.relay import tune_reports
     from omnimer.training.driver import finished_record, run_trainings
 
     specs = trial_specs(params, tune.get_context().get_trial_id(), invocation)
@@ -168,12 +169,13 @@ def train_driver(
     # ended every trial (tuner.settle_records). ASHA stopping a trial kills its Train run, so this
     # driver sees a failure; and its thread can outlive tuner.fit(), so a record written here could
     # land after the sweep settled it as `stopped`.
-    run_trainings(
-        cfgs,
-        callbacks=[TuneReportCallback()],
-        sweeps=[spec.sweep_block(cfg) for spec, cfg in zip(specs, cfgs, strict=True)],
-        dataset=dataset,
-        record_failure=False,
-        group_name=group_name([spec.run_name for spec in specs]),
-        scoring=scoring,
-    )
+    with tune_reports() as report_to_tune:
+        run_trainings(
+            cfgs,
+            callbacks=[report_to_tune],
+            sweeps=[spec.sweep_block(cfg) for spec, cfg in zip(specs, cfgs, strict=True)],
+            dataset=dataset,
+            record_failure=False,
+            group_name=group_name([spec.run_name for spec in specs]),
+            scoring=scoring,
+        )
