@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterator
 
 from ray.train import UserCallback
 
-# The key under which Ray's TuneReportCallback hands a reported checkpoint's path to Tune.
-CHECKPOINT_PATH_KEY = "checkpoint_path"
+# Ray's key for a reported checkpoint's path in Tune's results (its TuneReportCallback's).
+from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 
 
 class PutReports(UserCallback):
