@@ -14,18 +14,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from bench.gpu_train import Data, init_single_process_group, make_config, train_run
-from mediafiles import tone
+from tinyrows import bench_data
 
-from omnimer.labels import INDOMER_EMOTION
 from omnimer.model.tiny import build_tiny_model
+from tests.bench.gpu_train import init_single_process_group, make_config, train_run
 
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
 ]
-
-FRAMES, SIZE = 4, 56
 
 
 @pytest.fixture(autouse=True)
@@ -45,41 +42,9 @@ def tiny_dir(tmp_path_factory):
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "thinker", seed=0)
 
 
-def make_rows(n: int, seed: int) -> list[dict]:
-    """Clips of three emotions with every column a training step reads (as the shards hold them)."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for i in range(n):
-        seconds = 1.0 + 0.5 * (i % 2)
-        rows.append(
-            {
-                "clip_id": f"clip_{seed}_{i:02d}_Sharing_1",
-                "text": f"Kalimat nomor {i}, aku {'senang' if i % 3 == 1 else 'biasa saja'}.",
-                "emotion": INDOMER_EMOTION.names[i % 3],
-                "sentiment": "netral",
-                "aux_keywords": "kata emosi: tidak ada; sentimen teks: netral",
-                "aux_face": "ekspresi wajah: datar; sentimen wajah: netral",
-                "aux_prosody": "prosodi: nada sedang dan datar, energi sedang, tempo sedang; "
-                "sentimen suara: netral",
-                "frames": rng.integers(0, 255, (FRAMES, SIZE, SIZE, 3), dtype=np.uint8),
-                "audio": tone(seconds, f0=120 + 20 * i),
-                "frame_fps": FRAMES / seconds,
-            }
-        )
-    return rows
-
-
 @pytest.fixture(scope="module")
-def data() -> Data:
-    train = make_rows(12, seed=0)
-    counts = [sum(r["emotion"] == name for r in train) for name in INDOMER_EMOTION.names]
-    return Data(
-        train=train,
-        evaluation={"valid": make_rows(6, seed=1)},
-        labels=INDOMER_EMOTION,
-        counts=counts,
-        frame_size=SIZE,
-    )
+def data():
+    return bench_data()
 
 
 def test_without_cudnn_attention_no_bf16_step_is_skipped(process_group, tiny_dir, data):

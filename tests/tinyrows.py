@@ -1,6 +1,6 @@
-"""Rows and LoRA models of the tiny Thinker for the in-process tests of a training step and of the
-closed-set scoring (no Ray): a few clips with video frames at two sampling rates, audio and every
-aux target."""
+"""Rows and LoRA models of the tiny Thinker for the in-process tests of a training step, of the
+closed-set scoring and of the GPU bench's loop (no Ray): a few clips with video frames at two sampling
+rates, audio, every aux target and the ids a prediction keeps."""
 
 from __future__ import annotations
 
@@ -16,14 +16,16 @@ FRAMES, SIZE = 4, 56
 
 
 def make_rows(n: int, seed: int = 0) -> list[dict]:
+    """``n`` clips of three emotions with every column a training step and an evaluation read (as the
+    shards hold them); another ``seed`` gives other clips (ids, frames)."""
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(n):
         emotion = INDOMER_EMOTION.names[i % 3]
         rows.append(
             {
-                "clip_id": f"clip_{i}_Sharing_1",
-                "video_id": f"clip_{i}",
+                "clip_id": f"clip_{seed}_{i}_Sharing_1",
+                "video_id": f"clip_{seed}_{i}",
                 "speaker_id": f"speaker_{i % 2}",
                 "text": f"Kalimat nomor {i}, aku {'senang' if i % 3 == 1 else 'biasa saja'}.",
                 "emotion": emotion,
@@ -38,6 +40,22 @@ def make_rows(n: int, seed: int = 0) -> list[dict]:
             }
         )
     return rows
+
+
+def bench_data():
+    """12 training and 6 valid clips as ``tests/bench/gpu_train.py``'s ``Data``, which its
+    ``train_run`` trains on."""
+    from tests.bench.gpu_train import Data
+
+    train = make_rows(12, seed=0)
+    counts = [sum(r["emotion"] == name for r in train) for name in INDOMER_EMOTION.names]
+    return Data(
+        train=train,
+        evaluation={"valid": make_rows(6, seed=1)},
+        labels=INDOMER_EMOTION,
+        counts=counts,
+        frame_size=SIZE,
+    )
 
 
 def fresh_model(path, seed=0):

@@ -50,6 +50,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 STEPS = ("env", "pytest", "train", "sweep")
 EXPERIMENT = "gpu-check"
+# The sweep step's ablation: these subsets × these seeds, each seed's runs in one trial.
+SWEEP_SEEDS, SWEEP_SUBSETS = ("0", "1"), ("none", "all")
+SWEEP_RUNS = len(SWEEP_SEEDS) * len(SWEEP_SUBSETS)
 PACKAGES = (
     "torch",
     "transformers",
@@ -245,8 +248,9 @@ def read_sweep(step: Step, out: Path) -> None:
     wall = invocations[-1].get("wall_seconds") if invocations else None
     if wall is not None:
         step.detail += f"; sweep wall {wall:.1f} s"
-    if step.status == "passed" and (len(records) != 2 or finished != 2):
+    if step.status == "passed" and (len(records) != SWEEP_RUNS or finished != SWEEP_RUNS):
         step.status = "failed"
+        step.detail += f" (expected {SWEEP_RUNS} finished)"
 
 
 def collect_sweep_errors(out: Path, ray_tmp: str, path: Path) -> None:
@@ -331,21 +335,30 @@ def summary(steps: list[Step], env_info: dict, out: Path, started: float) -> str
         wall, slots = invocations[-1].get("wall_seconds"), invocations[-1].get("slots")
         lines += [
             "",
-            f"Ray Tune ablation on the GPU: sweep wall {_fmt(wall, '.1f')} s, {slots or '-'} slot(s):",
+            f"Ray Tune ablation on the GPU: sweep wall {_fmt(wall, '.1f')} s, {slots or '-'} slot(s). "
+            "A run's wall = set-up (the worker's: model, data, DeepSpeed) + epochs (training and "
+            "evaluation) + other: checkpoints, reports and the run's close, and in a trial's first run, "
+            "whose wall counts from the fit's start, the trial's start-up (Ray Train's controller and "
+            "worker processes, their imports, the process group).",
             "",
-            "| trial | status | epochs | wall s | device s | valid macro-F1 | test macro-F1 |",
-            "|---|---|---|---|---|---|---|",
+            "| run | status | epochs | wall s | set-up s | epochs s | other s | device s "
+            "| valid macro-F1 | test macro-F1 |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in records:
             name = ((r.get("config") or {}).get("run") or {}).get("name", "?")
+            setup = sum((r.get("setup_seconds") or [{}])[0].values()) if r.get("setup_seconds") else None
+            epochs = sum(e.get("seconds") or 0.0 for e in r.get("epochs") or []) if r.get("epochs") else None
+            wall = r.get("wall_seconds")
+            other = wall - setup - epochs if None not in (wall, setup, epochs) else None
             lines.append(
-                f"| {name} | {r.get('status')} | {len(r.get('epochs') or [])} "
-                f"| {_fmt(r.get('wall_seconds'), '.1f')} | {_fmt(r.get('device_seconds'), '.1f')} "
-                f"| {_fmt((r.get('valid') or {}).get('macro_f1'))} "
+                f"| {name} | {r.get('status')} | {len(r.get('epochs') or [])} | {_fmt(wall, '.1f')} "
+                f"| {_fmt(setup, '.1f')} | {_fmt(epochs, '.1f')} | {_fmt(other, '.1f')} "
+                f"| {_fmt(r.get('device_seconds'), '.1f')} | {_fmt((r.get('valid') or {}).get('macro_f1'))} "
                 f"| {_fmt((r.get('test') or {}).get('macro_f1'))} |"
             )
             if r.get("error"):
-                lines.append(f"|  | error: {str(r['error'])[:300].replace('|', '/')} | | | | | |")
+                lines.append(f"|  | error: {str(r['error'])[:300].replace('|', '/')} | | | | | | | | |")
     for s in steps:
         if s.status in ("failed", "timeout", "interrupted"):
             lines += ["", f"Last lines of logs/{s.log.name} ({s.name}, {s.status}):", "", "```"]
@@ -365,10 +378,10 @@ def build_steps(args: argparse.Namespace, out: Path) -> list[Step]:
         embedded = Path(args.embedded).resolve()
         train += ["--data", str(embedded / "shards"), "--model", str(embedded / "tiny-model")]
     sweep = [
-        py, "sweeps/aux_ablation.py", "--mode", "ablation", "--smoke-test", "--seeds", "0,1",
-        "--subsets", "none,all", "--runs-per-trial", "2", "--name", EXPERIMENT,
-        "--storage-path", str(out / "exp"), "train.use_gpu=true", "model.dtype=bfloat16",
-        "train.num_workers=1",
+        py, "sweeps/aux_ablation.py", "--mode", "ablation", "--smoke-test",
+        "--seeds", ",".join(SWEEP_SEEDS), "--subsets", ",".join(SWEEP_SUBSETS),
+        "--runs-per-trial", str(len(SWEEP_SUBSETS)), "--name", EXPERIMENT, "--storage-path", str(out / "exp"),
+        "train.use_gpu=true", "model.dtype=bfloat16", "train.num_workers=1",
     ]  # fmt: skip
     steps = [
         Step(
