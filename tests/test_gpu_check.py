@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -15,9 +16,12 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import yaml  # noqa: E402
 from tinyrows import bench_data  # noqa: E402
 
+from omnimer.config import TrainConfig  # noqa: E402
 from omnimer.model.tiny import build_tiny_model  # noqa: E402
+from omnimer.training.driver import build_trainer, fit_releasing_controller, with_absolute_paths  # noqa: E402
 from sweeps import aux_ablation  # noqa: E402
 from tests.bench import gpu_check  # noqa: E402
 from tests.bench.gpu_train import init_single_process_group, make_config, train_run  # noqa: E402
@@ -74,6 +78,20 @@ def test_the_sweep_step_passes_only_with_every_run_it_asked_for(tmp_path):
     # A run's wall splits into the worker's set-up, its epochs and the rest (a trial's start-up).
     text = gpu_check.summary([step], {}, out, 0.0)
     assert "| run0 | finished | 2 | 37.0 | 5.0 | 2.5 | 29.5 | - | - | - |" in text
+
+
+def test_it_reads_ray_trains_own_breakdown_of_a_trial_start(ray_local, tmp_path):
+    """The GPU check's summary lists, per Train run, the phases Ray Train's controller logs while it
+    starts the worker group; read here from a real fit's logs."""
+    demo = yaml.safe_load((REPO / "sweeps" / "configs" / "demo.yaml").read_text())
+    run = {"output_dir": str(tmp_path), "name": "gc"}
+    cfg = with_absolute_paths(TrainConfig.from_dict(demo | {"run": run}))
+    trainer = build_trainer(cfg, dataset=ray_local.data.from_items([{"x": 1}]), loop=lambda config: None)
+    assert fit_releasing_controller(trainer).error is None
+    phases = gpu_check.worker_group_startup(os.environ["RAY_TMPDIR"])["gc"]
+    expected = {"1 worker actors created", "Train function launched on workers", "Worker group startup"}
+    assert expected <= set(phases), phases
+    assert 0 < phases["1 worker actors created"] < phases["Worker group startup"]
 
 
 def test_the_bench_loop_trains_and_scores_the_tiny_rows_on_cpu(tmp_path, monkeypatch):

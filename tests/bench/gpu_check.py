@@ -24,7 +24,9 @@ time limit (its own cap, and never past ``--deadline`` seconds after the start),
 
    With ``--embedded SRC``, ``SRC/shards`` and ``SRC/tiny-model`` are first copied to
    ``DIR/exp/_embedded/`` (where ``--smoke-test`` looks for them), so nothing is synthesized or
-   ingested. The trials' ``record.json`` and the sweep's ``invocations.json`` go to
+   ingested. The summary splits each run's wall time (set-up, epochs, the rest: a trial's start-up)
+   and lists Ray Train's own timing of each trial's worker-group start (its controller's log).
+   The trials' ``record.json`` and the sweep's ``invocations.json`` go to
    ``DIR/records.json``; when the sweep fails, Tune's ``error.txt`` files and the tails of the Ray
    worker logs that hold a traceback go to ``DIR/logs/sweep_errors.log``.
 
@@ -253,6 +255,32 @@ def read_sweep(step: Step, out: Path) -> None:
         step.detail += f" (expected {SWEEP_RUNS} finished)"
 
 
+WORKER_GROUP_INIT = "[Worker Group Initialization] "
+PHASE = re.compile(r"^(?P<phase>.+?) (?:completed )?in (?P<seconds>[0-9.]+) ?s")
+
+
+def worker_group_startup(ray_tmp: str) -> dict[str, dict[str, float]]:
+    """Ray Train's own breakdown of each Train run's worker-group start, by run name: the
+    ``[Worker Group Initialization]`` lines of its controller's log (placement group, worker actors
+    created, train context initialized, train function launched, total)."""
+    phases: dict[str, dict[str, float]] = {}
+    pattern = "session_*/logs/train/ray-train-sys-controller-*.log"
+    for log in sorted(Path(ray_tmp).glob(f"ray/{pattern}")) + sorted(Path(ray_tmp).glob(pattern)):
+        for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            message = str(entry.get("message", ""))
+            if not message.startswith(WORKER_GROUP_INIT):
+                continue
+            found = PHASE.match(message[len(WORKER_GROUP_INIT) :].split("\n")[0])
+            if found:
+                run = phases.setdefault(str(entry.get("run_name", "?")), {})
+                run[found["phase"]] = float(found["seconds"])
+    return phases
+
+
 def collect_sweep_errors(out: Path, ray_tmp: str, path: Path) -> None:
     """Tune's error.txt files and the tails of the Ray logs that hold a traceback, in one file."""
     parts = []
@@ -359,6 +387,11 @@ def summary(steps: list[Step], env_info: dict, out: Path, started: float) -> str
             )
             if r.get("error"):
                 lines.append(f"|  | error: {str(r['error'])[:300].replace('|', '/')} | | | | | | | | |")
+        startup = by_name["sweep"].extra.get("startup") or {}
+        if startup:
+            lines += ["", "Ray Train's start of each trial's worker group (its controller's log):", ""]
+            for run, phases in sorted(startup.items()):
+                lines.append(f"- {run}: " + ", ".join(f"{p} {v:.1f} s" for p, v in phases.items()))
     for s in steps:
         if s.status in ("failed", "timeout", "interrupted"):
             lines += ["", f"Last lines of logs/{s.log.name} ({s.name}, {s.status}):", "", "```"]
@@ -416,6 +449,7 @@ def read_results(step: Step, out: Path, env: dict[str, str]) -> dict:
         parse_train(step, out / "logs" / "gpu_train.json")
     elif step.name == "sweep":
         read_sweep(step, out)
+        step.extra["startup"] = worker_group_startup(env["RAY_TMPDIR"])
         if step.status != "passed":
             collect_sweep_errors(out, env["RAY_TMPDIR"], out / "logs" / "sweep_errors.log")
     return {}
