@@ -307,6 +307,11 @@ class AudioFeatureCache:
         processor.feature_extractor = cache
         return cache
 
+    def install_into(self, processor) -> None:
+        """Put this cache in front of another ``processor`` of the same checkpoint (whose extractor
+        has the same settings as the one this cache calls)."""
+        processor.feature_extractor = self
+
     def __getattr__(self, name: str):
         # hop_length, nb_max_frames, model_input_names, ...: the processor reads them from its extractor.
         return getattr(self.__dict__["extractor"], name)

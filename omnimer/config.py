@@ -273,7 +273,7 @@ class DataConfig:
         default=512,
         metadata={
             "help": "per-worker memory for each clip's Whisper features, extracted once and reused across "
-            "tasks and epochs (0 = extract on every step)"
+            "tasks, epochs and the runs of a trial (0 = extract on every step)"
         },
     )
 

@@ -5,6 +5,7 @@ best adapter, and that a worker dying mid-run ends with the same final metrics a
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -237,6 +238,14 @@ for record in run_trainings(cfgs, group_name="group-g"):
 """
 
 
+def cached_clips(run_dir: Path) -> list[int]:
+    """The clips in the worker's audio-feature cache after each epoch, from the run's log."""
+    return [
+        int(n)
+        for n in re.findall(r"audio features cached for (\d+) clips", (run_dir / "train.log").read_text())
+    ]
+
+
 def test_runs_trained_by_one_worker_group_match_runs_trained_alone(workspace, unbroken):
     """Two runs in one Train run (a grid trial with --runs-per-trial 2): the second, seed 0, ends with
     the same metrics as the same config trained alone (nothing of the first run leaks into it), and
@@ -264,6 +273,13 @@ def test_runs_trained_by_one_worker_group_match_runs_trained_alone(workspace, un
     assert (second["best_epoch"], second["test"]) == (alone["best_epoch"], alone["test"])
     assert second["epochs"][-1]["train_loss"] == pytest.approx(alone["epochs"][-1]["train_loss"], rel=1e-6)
     assert first["test"] != second["test"] or first["epochs"] != second["epochs"]
+    # The second run found the audio features the first computed (the worker's cache outlives a run),
+    # and still ended as it does alone (above).
+    first_cached, second_cached = (
+        cached_clips(root / "runs" / "g-seed1"),
+        cached_clips(root / "runs" / "g-seed0"),
+    )
+    assert second_cached[0] >= first_cached[-1] > 0, (first_cached, second_cached)
     # The group's checkpoints are its own Train run's, each naming its run; the runs' dirs hold none.
     checkpoints = sorted(c for c in (root / "runs" / "group-g").glob("checkpoint_*") if c.is_dir())
     assert [json.loads((c / "run.json").read_text())["name"] for c in checkpoints] == ["g-seed0"] * 2

@@ -43,12 +43,17 @@ log = logging.getLogger(__name__)
 def train_loop_per_worker(config: dict) -> None:
     """Ray Train worker function: ``config["runs"]`` (run configs as dicts) trained in order, from the
     run of the newest checkpoint on; ``config["started"]``, the driver's clock when it started the fit
-    (the first run's wall time counts from there, each later one's from the previous run's end)."""
+    (the first run's wall time counts from there, each later one's from the previous run's end).
+
+    The runs share this worker's audio-feature caches (one per model and cache size): a clip's
+    features depend only on its waveform and the extractor's settings, so a later run finds those an
+    earlier one computed instead of computing them again in its first epoch."""
     runs = [TrainConfig.from_dict(values) for values in config["runs"]]
     first, resume = checkpoint.resume_index([cfg.run.name for cfg in runs])
     begun = config.get("started", time.time())
+    feature_caches: dict[tuple, AudioFeatureCache | None] = {}
     for index in range(first, len(runs)):
-        train_run(runs[index], resume and index == first, begun)
+        train_run(runs[index], resume and index == first, begun, feature_caches)
         begun = time.time()
         # The run's engine (model, optimizer, ZeRO hooks) is gone with train_run's frame: free it
         # before the next run sets up.
@@ -57,10 +62,12 @@ def train_loop_per_worker(config: dict) -> None:
             torch.cuda.empty_cache()
 
 
-def train_run(cfg: TrainConfig, resume: bool, begun: float) -> None:
+def train_run(
+    cfg: TrainConfig, resume: bool, begun: float, feature_caches: dict[tuple, AudioFeatureCache | None]
+) -> None:
     """One run: set up (from its newest checkpoint if ``resume``), its epochs, and its finished record."""
     # --------------------------------------------------------------------------------- set up
-    worker = set_up(cfg)
+    worker = set_up(cfg, feature_caches)
     state = checkpoint.restore(worker.engine, worker.rank) if resume else RunState()
     state = state.started(worker.setup_seconds)
     outputs = RankZeroOutputs(cfg, worker.labels) if worker.rank == 0 else None
@@ -117,9 +124,11 @@ class Worker:
     setup_seconds: dict[str, float]
 
 
-def set_up(cfg: TrainConfig) -> Worker:
+def set_up(cfg: TrainConfig, feature_caches: dict[tuple, AudioFeatureCache | None] | None = None) -> Worker:
     """Load the processor and the model with its LoRA adapter, take this worker's rows, and wrap the
-    model in a DeepSpeed engine."""
+    model in a DeepSpeed engine. The processor's audio-feature cache is taken from ``feature_caches``
+    (those of this worker's earlier runs) when one for the same model and size is there, else made
+    and put there."""
     import ray.train
 
     from omnimer.data.shards import read_dataset_info
@@ -147,7 +156,14 @@ def set_up(cfg: TrainConfig) -> Worker:
         model_cfg = dataclasses.replace(cfg.model, name_or_path=staged.path)
     staged_model = time.time()
     processor = load_processor(model_cfg.name_or_path)
-    feature_cache = AudioFeatureCache.install(processor, cfg.data.audio_feature_cache_mb * 2**20)
+    feature_caches = {} if feature_caches is None else feature_caches
+    cache_key = (model_cfg.name_or_path, cfg.data.audio_feature_cache_mb)
+    feature_cache = feature_caches.get(cache_key)
+    if feature_cache is None:
+        feature_cache = AudioFeatureCache.install(processor, cfg.data.audio_feature_cache_mb * 2**20)
+        feature_caches[cache_key] = feature_cache
+    else:
+        feature_cache.install_into(processor)
     scoring = resolve_scoring(processor.tokenizer, labels, cfg.eval.scoring)
     model = apply_lora(load_thinker(model_cfg), cfg.model.lora)
     model.train()
