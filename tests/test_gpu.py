@@ -11,6 +11,9 @@ backward/step and the closed-set :class:`omnimer.training.evaluate.Evaluator` â€
 
 from __future__ import annotations
 
+import os
+from unittest import mock
+
 import numpy as np
 import pytest
 import torch
@@ -32,9 +35,11 @@ def offline(monkeypatch):
 
 @pytest.fixture(scope="module")
 def process_group():
-    init_single_process_group(use_gpu=True)
-    yield
-    torch.distributed.destroy_process_group()
+    # The group's variables (RANK, MASTER_PORT, ...) leave with it: the environment is restored whole.
+    with mock.patch.dict(os.environ):
+        init_single_process_group(use_gpu=True)
+        yield
+        torch.distributed.destroy_process_group()
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -94,22 +95,22 @@ def test_it_reads_ray_trains_own_breakdown_of_a_trial_start(ray_local, tmp_path)
     assert 0 < phases["1 worker actors created"] < phases["Worker group startup"]
 
 
-def test_the_bench_loop_trains_and_scores_the_tiny_rows_on_cpu(tmp_path, monkeypatch):
+def test_the_bench_loop_trains_and_scores_the_tiny_rows_on_cpu(tmp_path):
     """The loop of tests/test_gpu.py's runs, in fp32 on gloo: the GPU tests' rows must carry every
     column a step and an evaluation read (they lacked the ids a prediction keeps, and only a GPU
     showed it)."""
-    for key in ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     tiny = build_tiny_model(tmp_path / "thinker", seed=0)
-    init_single_process_group(use_gpu=False)
-    try:
-        cfg = make_config(str(tiny), "unused", zero=2, batch_size=4, epochs=1, use_gpu=False)
-        result = train_run(cfg, bench_data())
-    finally:
-        torch.distributed.destroy_process_group()
+    # The process group's variables (RANK, MASTER_PORT, ...) go with it: the environment is restored
+    # whole, the keys it added removed.
+    with mock.patch.dict(os.environ, {"HF_HUB_OFFLINE": "1"}):
         for key in ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE"):
-            monkeypatch.delenv(key, raising=False)
+            os.environ.pop(key, None)
+        init_single_process_group(use_gpu=False)
+        try:
+            cfg = make_config(str(tiny), "unused", zero=2, batch_size=4, epochs=1, use_gpu=False)
+            result = train_run(cfg, bench_data())
+        finally:
+            torch.distributed.destroy_process_group()
     assert result["dtypes"] == ["float32"] and result["param_devices"] == ["cpu"]
     assert result["all_losses_finite"] and result["skipped_steps"] == 0
     assert result["optimizer_steps"] == 3  # 12 clips, batch 4
