@@ -49,6 +49,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .sweep_bench import epoch_seconds, first_setup
+
 REPO = Path(__file__).resolve().parents[2]
 STEPS = ("env", "pytest", "train", "sweep")
 EXPERIMENT = "gpu-check"
@@ -375,8 +377,8 @@ def summary(steps: list[Step], env_info: dict, out: Path, started: float) -> str
         ]
         for r in records:
             name = ((r.get("config") or {}).get("run") or {}).get("name", "?")
-            setup = sum((r.get("setup_seconds") or [{}])[0].values()) if r.get("setup_seconds") else None
-            epochs = sum(e.get("seconds") or 0.0 for e in r.get("epochs") or []) if r.get("epochs") else None
+            setup = sum(first_setup(r).values()) if r.get("setup_seconds") else None
+            epochs = epoch_seconds(r) if r.get("epochs") else None
             wall = r.get("wall_seconds")
             other = wall - setup - epochs if None not in (wall, setup, epochs) else None
             lines.append(
