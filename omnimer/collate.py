@@ -304,7 +304,7 @@ class AudioFeatureCache:
         if max_bytes <= 0:
             return None
         cache = cls(processor.feature_extractor, max_bytes)
-        processor.feature_extractor = cache
+        cache.install_into(processor)
         return cache
 
     def install_into(self, processor) -> None:
