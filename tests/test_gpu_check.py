@@ -24,7 +24,7 @@ from omnimer.config import TrainConfig  # noqa: E402
 from omnimer.model.tiny import build_tiny_model  # noqa: E402
 from omnimer.training.driver import build_trainer, fit_releasing_controller, with_absolute_paths  # noqa: E402
 from sweeps import aux_ablation  # noqa: E402
-from tests.bench import gpu_check  # noqa: E402
+from tests.bench import gpu_check, gpu_check_results  # noqa: E402
 from tests.bench.gpu_train import init_single_process_group, make_config, train_run  # noqa: E402
 
 
@@ -46,14 +46,14 @@ def test_its_steps_are_commands_the_programs_accept(tmp_path):
     assert (parsed.mode, parsed.subsets, parsed.smoke_test) == ("ablation", "none,all", True)
     assert {"train.use_gpu=true", "model.dtype=bfloat16", "train.num_workers=1"} <= set(parsed.overrides)
     runs = len(parsed.seeds.split(",")) * len(parsed.subsets.split(","))
-    assert runs == gpu_check.SWEEP_RUNS == 4 and parsed.runs_per_trial == 2
+    assert runs == gpu_check_results.SWEEP_RUNS == 4 and parsed.runs_per_trial == 2
     train = steps["train"].command
     assert train[1:3] == ["-m", "tests.bench.gpu_train"] and "--no-cudnn-sdpa" in train
     assert steps["pytest"].command[-2:] == ["tests/test_gpu.py", "tests/test_model.py"]
 
 
 def write_records(out: Path, statuses: list[str]) -> None:
-    runs = out / "exp" / gpu_check.EXPERIMENT / "runs"
+    runs = out / "exp" / gpu_check_results.EXPERIMENT / "runs"
     for i, status in enumerate(statuses):
         (runs / f"run{i}").mkdir(parents=True)
         record = {"config": {"run": {"name": f"run{i}"}}, "status": status, "wall_seconds": 37.0}
@@ -72,12 +72,12 @@ def test_the_sweep_step_passes_only_with_every_run_it_asked_for(tmp_path):
     ):
         out = tmp_path / status / str(len(statuses))
         write_records(out, statuses)
-        step = gpu_check.Step("sweep", [], out / "sweep.log", 1, status="passed")
-        gpu_check.read_sweep(step, out)
+        step = gpu_check_results.Step("sweep", [], out / "sweep.log", 1, status="passed")
+        gpu_check_results.read_sweep(step, out)
         assert (step.status, step.detail) == (status, detail)
         assert len(json.loads((out / "records.json").read_text())["records"]) == len(statuses)
     # A run's wall splits into the worker's set-up, its epochs and the rest (a trial's start-up).
-    text = gpu_check.summary([step], {}, out, 0.0)
+    text = gpu_check_results.summary([step], {}, out, 0.0)
     assert "| run0 | finished | 2 | 37.0 | 5.0 | 2.5 | 29.5 | - | - | - |" in text
 
 
@@ -89,7 +89,7 @@ def test_it_reads_ray_trains_own_breakdown_of_a_trial_start(ray_local, tmp_path)
     cfg = with_absolute_paths(TrainConfig.from_dict(demo | {"run": run}))
     trainer = build_trainer(cfg, dataset=ray_local.data.from_items([{"x": 1}]), loop=lambda config: None)
     assert fit_releasing_controller(trainer).error is None
-    phases = gpu_check.worker_group_startup(os.environ["RAY_TMPDIR"])["gc"]
+    phases = gpu_check_results.worker_group_startup(os.environ["RAY_TMPDIR"])["gc"]
     expected = {"1 worker actors created", "Train function launched on workers", "Worker group startup"}
     assert expected <= set(phases), phases
     assert 0 < phases["1 worker actors created"] < phases["Worker group startup"]
