@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import transformers.utils
 from peft import PeftModel
 from peft.tuners.lora import LoraLayer
 from safetensors import safe_open
@@ -334,6 +335,7 @@ def test_missing_model_directory_is_named_before_any_download(tmp_path, monkeypa
         raise AssertionError("the Hub was consulted")
 
     monkeypatch.setattr(model_load, "cached_file", no_hub)
+    monkeypatch.setattr(transformers.utils, "cached_file", no_hub)  # omnimer.model.source's lookup
     missing = tmp_path / "no-such-model"
     with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
         load_thinker(model_config(missing))

@@ -96,7 +96,7 @@ def _reusable(target: Path, source_files: dict[str, dict] | None) -> bool:
 def _download(repo_id: str, into: Path) -> Path:
     from huggingface_hub import snapshot_download
 
-    from omnimer.model.load import hub_offline
+    from omnimer.model.source import hub_offline
 
     return Path(snapshot_download(repo_id, local_dir=str(into), local_files_only=hub_offline()))
 

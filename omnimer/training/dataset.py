@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from omnimer.aux_tasks import TARGET_COLUMNS
-from omnimer.collate import rows_from_numpy
 
 DATASET = "shards"  # the name of the one Ray Dataset a run's workers read (all splits)
 # Columns the training loop reads (the shards also hold provenance and raw prosody).
@@ -62,6 +61,8 @@ def worker_rows(rank: int, world_size: int) -> dict[str, list[dict]]:
     seconds of start-up).
     """
     import ray.train
+
+    from omnimer.collate import rows_from_numpy  # torch and transformers: the workers', not the driver's
 
     shard = ray.train.get_dataset_shard(DATASET)
     rows: dict[str, list[dict]] = {s: [] for s in SPLITS}
