@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -61,34 +60,6 @@ def params(mode="ablation", **extra) -> dict:
     out = {"base": base_values(), "mode": mode, "experiment": "exp", "runs_dir": "/tmp/exp/runs"}
     out.update(extra)
     return out
-
-
-# What a Tune trial's process does before its workers start: import the trial and the Train driver,
-# check the model path, and pickle the workers' function for the TorchTrainer.
-TRIAL_PROCESS = """
-import sys
-import ray.cloudpickle
-import omnimer.sweep.relay, omnimer.sweep.trial
-from omnimer.model.source import resolve_checkpoint
-from omnimer.training import driver
-resolve_checkpoint(sys.argv[1])
-blob = ray.cloudpickle.dumps(driver.train_loop_per_worker)
-assert ray.cloudpickle.loads(blob) is driver.train_loop_per_worker and len(blob) < 200, blob
-heavy = ["transformers", "peft", "deepspeed", "omnimer.collate", "omnimer.training.worker"]
-heavy += ["omnimer.model.load"]
-print(",".join(m for m in heavy if m in sys.modules))
-"""
-
-
-def test_a_trials_process_does_not_import_what_only_its_workers_use(tmp_path):
-    """Only the workers load the model and train: a trial's process that imported transformers, peft
-    or DeepSpeed (about 3.5 CPU-s) would spend, at every trial's start, CPU the other trials' workers
-    wait for. The workers' function is pickled by reference to the driver's module."""
-    (tmp_path / "config.json").write_text("{}")
-    command = [sys.executable, "-c", TRIAL_PROCESS, str(tmp_path)]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == "", f"imported in a trial's process: {result.stdout.strip()}"
 
 
 def test_the_grid_is_the_eight_subsets_from_none_to_all():

@@ -52,7 +52,7 @@ def train_loop_per_worker(config: dict) -> None:
     """The workers' function, :func:`omnimer.training.worker.train_loop_per_worker`, reached through
     here: Ray pickles a module's function by reference, so the process that builds the trainer (the
     CLI, or a sweep's Tune trial) imports this module only, and the training loop's torch,
-    transformers, peft and DeepSpeed are imported by the workers, which run it (about 3.5 CPU-s less
+    transformers, peft and DeepSpeed are imported by the workers, which run it (about 3 CPU-s less
     per trial)."""
     from omnimer.training import worker
 
