@@ -53,6 +53,11 @@ def train_loop_per_worker(config: dict) -> None:
     begun = config.get("started", time.time())
     feature_caches: dict[tuple, AudioFeatureCache | None] = {}
     for index in range(first, len(runs)):
+        # What is alive now (the imported modules: torch, transformers, DeepSpeed, Ray; the earlier
+        # runs' feature caches) lives as long as this process: frozen, it is out of the cyclic
+        # collector's reach, whose collections during the epochs and between runs then scan only
+        # what the run makes. The previous run's engine is already collected, so none of it is frozen.
+        gc.freeze()
         train_run(runs[index], resume and index == first, begun, feature_caches)
         begun = time.time()
         # The run's engine (model, optimizer, ZeRO hooks) is gone with train_run's frame: free it
