@@ -7,9 +7,8 @@ write nothing. TensorBoard and peft write local files only, so for a run dir in 
 (``s3://...``) rank 0 writes into a local staging dir and uploads it after every epoch.
 
 TensorBoard: ``loss/<part>`` and ``lr`` per step; per epoch ``valid/*`` and ``test/*`` macro-F1,
-weighted-F1 and accuracy, and valid per-class F1; the valid confusion matrix of each epoch that is the
-best so far (the last one drawn is the selected epoch's); the HParams table at the end
-(``tensorboard --logdir <run.output_dir>``).
+weighted-F1 and accuracy, and valid per-class F1; at the run's end, the valid confusion matrix of the
+epoch it selected (at that epoch's step) and the HParams table (``tensorboard --logdir <run.output_dir>``).
 """
 
 from __future__ import annotations
@@ -56,11 +55,8 @@ class RankZeroOutputs:
             self.writer.add_scalar(f"loss/{key}", float(value), global_step)
         self.writer.add_scalar("lr", lr, global_step)
 
-    def epoch(self, entry: EpochResult, best: bool = True) -> None:
-        """An epoch's metrics, and its confusion matrix if it is the ``best`` so far, flushed (and
-        uploaded for an object store). Drawing the matrix takes rank 0 about 0.14 CPU-s (matplotlib),
-        which every rank waits for: on the demo, 3% of an epoch, for a figure nobody reads at an epoch
-        the run does not select."""
+    def epoch(self, entry: EpochResult) -> None:
+        """An epoch's metrics, flushed (and uploaded for an object store)."""
         for split in ("valid", "test"):
             result = getattr(entry, split)
             if not result:
@@ -71,12 +67,6 @@ class RankZeroOutputs:
                 for name, value in result["per_class_f1"].items():
                     self.writer.add_scalar(
                         f"valid_per_class_f1/{self.labels.display_name(name)}", value, entry.epoch
-                    )
-                if best:
-                    self.writer.add_figure(
-                        "valid/confusion_matrix",
-                        confusion_figure(result["confusion_matrix"], self.labels),
-                        entry.epoch,
                     )
         self.writer.flush()
         self._upload("tensorboard")
@@ -111,7 +101,19 @@ class RankZeroOutputs:
         self._upload("best_adapter")
 
     def close(self, state: RunState) -> None:
-        """The HParams table with the best epoch's metrics; the staging dir is uploaded and removed."""
+        """The selected epoch's valid confusion matrix and the HParams table with the best epoch's
+        metrics; the staging dir is uploaded and removed.
+
+        The matrix is drawn once, here: drawing it takes rank 0 about 0.14 CPU-s (matplotlib), which
+        every rank waits for, and drawn at each epoch that was the best so far it cost the demo's runs
+        1-2% of their time for figures of epochs the run does not select."""
+        selected = state.selected
+        if selected.valid:
+            self.writer.add_figure(
+                "valid/confusion_matrix",
+                confusion_figure(selected.valid["confusion_matrix"], self.labels),
+                selected.epoch,
+            )
         final = state.report()
         self.writer.add_hparams(
             hparams(self.cfg), {f"hparam/{k}": v for k, v in final.items() if k.startswith("best_")}

@@ -92,9 +92,8 @@ def train_run(
         state = state.after(entry, best_epoch, worker.world_size)
         if outputs is not None:
             announce(worker, entry)
-            best = best_epoch in (None, entry.epoch)  # this epoch is the one the record reports
-            outputs.epoch(entry, best)
-            if best:
+            outputs.epoch(entry)
+            if best_epoch in (None, entry.epoch):  # this epoch is the one the record reports
                 state = state.with_predictions(outputs.predictions(predictions, entry.epoch))
         # ----------------------------------------------------------------------------- checkpoint, report
         checkpoint.save_and_report(worker.engine, state, worker.rank, cfg.run.name, outputs)
