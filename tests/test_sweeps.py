@@ -587,54 +587,6 @@ def test_a_fit_in_the_main_thread_lets_its_controller_go(ray_local, tmp_path):
     assert controllers() == []
 
 
-def _relay_threads() -> list:
-    import threading
-
-    return [thread for thread in threading.enumerate() if thread.name == "tune-reports"]
-
-
-def test_train_reports_reach_tune_in_order_and_all_before_the_relay_returns(ray_local):
-    """The Train controller's reports (rank 0's metrics, and a checkpoint's path) reach Tune's report
-    in order, every one before tune_reports returns, through a callback that Ray ships to another
-    process; then the relay's thread has ended."""
-    from types import SimpleNamespace
-
-    from omnimer.sweep.relay import CHECKPOINT_PATH_KEY, tune_reports
-
-    def controller(callback) -> None:  # what Train's controller does with the callback, elsewhere
-        for epoch in (1, 2, 3):
-            checkpoint = SimpleNamespace(path=f"/runs/a/checkpoint_{epoch}") if epoch == 2 else None
-            callback.after_report(None, [{"epoch": epoch}, {"epoch": -epoch}], checkpoint)
-
-    got = []
-    with tune_reports(report=got.append) as callback:
-        ray_local.get(ray_local.remote(num_cpus=0)(controller).remote(callback))
-    assert got == [{"epoch": 1}, {"epoch": 2, CHECKPOINT_PATH_KEY: "/runs/a/checkpoint_2"}, {"epoch": 3}]
-    assert _relay_threads() == []
-
-
-def test_a_report_tune_refuses_fails_the_trial_without_stalling_the_run(ray_local):
-    """Tune refusing a report (here on the first) fails the trial once the run has ended, with the
-    cause; the later reports are still taken off the queue, so the controller never waits on it. A
-    run's own error passes through the relay unchanged."""
-    from omnimer.sweep.relay import tune_reports
-
-    def refuse(metrics: dict) -> None:
-        raise ValueError(f"cannot report {metrics}")
-
-    with pytest.raises(RuntimeError, match=r"handing a Train report to Tune failed: ValueError\("):
-        with tune_reports(report=refuse) as callback:
-            for epoch in (1, 2, 3):
-                callback.after_report(None, [{"epoch": epoch}], None)
-    got = []
-    with pytest.raises(KeyError, match="the run's own"):
-        with tune_reports(report=got.append) as callback:
-            callback.after_report(None, [{"epoch": 1}], None)
-            raise KeyError("the run's own")
-    assert got == [{"epoch": 1}]
-    assert _relay_threads() == []
-
-
 def test_the_terminal_gets_a_line_per_run_of_a_group_trial_and_one_when_the_trial_ends(caplog):
     from types import SimpleNamespace
 

@@ -4,21 +4,28 @@ Ray's own ``TuneReportCallback`` puts each report (rank 0's metrics) on a queue 
 main thread polls every 0.2 s for as long as the trial trains: five actor calls a second, about
 0.02 CPU per trial between the queue actor and the trial's process. On a 2-core machine running two
 trials that is 2% of the machine, which the training workers wait for. Here the Train controller puts
-each report on a queue actor of the trial's own, and a thread of the trial waits on it with one
-pending call, no timeout, and hands each report to ``tune.report``. Tune's main thread then waits only
-on its in-process result queue. What Tune receives is the same: rank 0's metrics, plus
+each report on the run's queue in :class:`ReportQueues`, and a thread of the trial waits on it with
+one pending call, no timeout, and hands each report to ``tune.report``. Tune's main thread then waits
+only on its in-process result queue. What Tune receives is the same: rank 0's metrics, plus
 ``checkpoint_path`` when the report carried a checkpoint.
+
+One :class:`ReportQueues` actor serves every trial of a sweep invocation (the sweep's driver makes it,
+:func:`report_queues`, and hands it to the trials with their other shared parameters): an actor per
+trial would be one more Ray process per trial slot, each about 1.5 CPU-s to start and 0.006 CPU
+while it waits.
 
 Used by :func:`omnimer.sweep.trial.train_driver`::
 
-    with tune_reports() as callback:
+    with tune_reports(queues=reports) as callback:
         run_trainings(cfgs, callbacks=[callback], ...)
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 
 from ray.train import UserCallback
@@ -27,24 +34,74 @@ from ray.train import UserCallback
 from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 
 
-class PutReports(UserCallback):
-    """The Train callback (it runs in the Train controller): each report onto the trial's queue."""
+class ReportQueues:
+    """A Ray actor (async, so that every run's pending ``get`` and ``put`` wait side by side): one
+    queue of one report per Train run, by the run's key. A run's queue holds one report at a time, so
+    the controller's next ``put`` waits until the trial has taken the previous one, as Ray's queue of
+    ``maxsize=1`` did; ``end`` never waits (the trial's relay may be gone)."""
 
-    def __init__(self, queue) -> None:
-        self.queue = queue
+    def __init__(self) -> None:
+        self.queues: dict[str, asyncio.Queue] = {}
+        self.ended: set[str] = set()
+
+    def _queue(self, key: str) -> asyncio.Queue:
+        return self.queues.setdefault(key, asyncio.Queue(maxsize=1))
+
+    async def put(self, key: str, item: dict) -> None:
+        await self._queue(key).put(item)
+
+    async def get(self, key: str) -> dict | None:
+        """The run's next report; None once it has ended and every report was taken."""
+        queue = self._queue(key)
+        if queue.empty() and key in self.ended:
+            return None
+        return await queue.get()
+
+    async def end(self, key: str) -> None:
+        """No report after those already put: the relay's ``get`` returns None once it took them."""
+        self.ended.add(key)
+        queue = self._queue(key)
+        if queue.empty():
+            queue.put_nowait(None)  # wakes a get that is already waiting
+
+    async def drop(self, key: str) -> None:
+        """Forget the run's queue (its relay has ended)."""
+        self.queues.pop(key, None)
+        self.ended.discard(key)
+
+    async def keys(self) -> list[str]:
+        return sorted(self.queues)
+
+
+def report_queues():
+    """A :class:`ReportQueues` actor, owned by the calling process (it ends with it); 0 CPUs."""
+    import ray
+
+    return ray.remote(num_cpus=0)(ReportQueues).remote()
+
+
+class PutReports(UserCallback):
+    """The Train callback (it runs in the Train controller): each report onto the run's queue."""
+
+    def __init__(self, queues, key: str) -> None:
+        self.queues, self.key = queues, key
 
     def after_report(self, run_context, metrics: list[dict], checkpoint) -> None:
+        import ray
+
         item = dict(metrics[0])
         if checkpoint:
             item[CHECKPOINT_PATH_KEY] = checkpoint.path
-        self.queue.put(item)
+        ray.get(self.queues.put.remote(self.key, item))
 
 
-def relay(queue, report: Callable[[dict], None], errors: list[BaseException]) -> None:
-    """Hand each item of ``queue`` to ``report`` until the end marker (None). After an error of
+def relay(queues, key: str, report: Callable[[dict], None], errors: list[BaseException]) -> None:
+    """Hand each item of the run's queue to ``report`` until the end marker (None). After an error of
     ``report`` (kept in ``errors``) it still takes the items off the queue, so that the controller's
     next put does not wait forever, and hands over no more."""
-    while (item := queue.get()) is not None:
+    import ray
+
+    while (item := ray.get(queues.get.remote(key))) is not None:
         if errors:
             continue
         try:
@@ -54,35 +111,38 @@ def relay(queue, report: Callable[[dict], None], errors: list[BaseException]) ->
 
 
 @contextlib.contextmanager
-def tune_reports(report: Callable[[dict], None] | None = None) -> Iterator[PutReports]:
-    """Yields the Train callback whose reports reach ``report`` (``tune.report`` by default), in order.
+def tune_reports(report: Callable[[dict], None] | None = None, queues=None) -> Iterator[PutReports]:
+    """Yields the Train callback whose reports reach ``report`` (``tune.report`` by default), in order,
+    through ``queues`` (the sweep's :class:`ReportQueues`; without it, one of this run's own).
 
     On exit, after the Train run ended or failed, every report put so far has been handed over
-    before this returns (so Tune sees the last epoch before the trial's function ends), and the
-    queue actor is gone. An error of ``report`` is raised here, unless the run's own error is
-    already on its way; Tune stopping the trial ends the relay's report with ``SystemExit``, which
-    ends only the relay.
+    before this returns (so Tune sees the last epoch before the trial's function ends), and the run's
+    queue is gone (with its own actor, if it had one). An error of ``report`` is raised here, unless
+    the run's own error is already on its way; Tune stopping the trial ends the relay's report with
+    ``SystemExit``, which ends only the relay.
     """
-    from ray.util.queue import Full, Queue
+    import ray
 
     if report is None:
         from ray import tune
 
         report = tune.report
-    queue = Queue(maxsize=1, actor_options={"num_cpus": 0})
+    own = queues is None
+    queues = report_queues() if own else queues
+    key = uuid.uuid4().hex
     errors: list[BaseException] = []
-    thread = threading.Thread(target=relay, args=(queue, report, errors), name="tune-reports", daemon=True)
+    thread = threading.Thread(
+        target=relay, args=(queues, key, report, errors), name="tune-reports", daemon=True
+    )
     thread.start()
     try:
-        yield PutReports(queue)
+        yield PutReports(queues, key)
     finally:
-        while thread.is_alive():
-            try:
-                queue.put(None, timeout=1.0)
-                break
-            except Full:
-                continue
+        ray.get(queues.end.remote(key))
         thread.join()
-        queue.shutdown(force=True)
+        if own:
+            ray.kill(queues)
+        else:
+            ray.get(queues.drop.remote(key))
     if errors:
         raise RuntimeError(f"handing a Train report to Tune failed: {errors[0]!r}") from errors[0]

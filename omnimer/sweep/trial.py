@@ -143,14 +143,15 @@ def group_name(run_names: list[str]) -> str:
 
 
 def train_driver(
-    params: dict, dataset=None, invocation: int | None = None, scoring: dict | None = None
+    params: dict, dataset=None, invocation: int | None = None, scoring: dict | None = None, reports=None
 ) -> None:
     """One Tune trial: the Ray Train run of its config(s), reporting each epoch to Tune.
 
     ``dataset`` is the sweep's shards, read once and shared by every trial, ``invocation`` the
-    number of the sweep invocation that runs the trial, and ``scoring`` the sweep's scoring, resolved
-    once (:func:`omnimer.training.driver.resolved_scoring`); all three come through
-    ``tune.with_parameters``, so none is kept in Tune's state: a resumed sweep passes its own.
+    number of the sweep invocation that runs the trial, ``scoring`` the sweep's scoring, resolved
+    once (:func:`omnimer.training.driver.resolved_scoring`), and ``reports`` the sweep's
+    :class:`~omnimer.sweep.relay.ReportQueues`; all four come through ``tune.with_parameters``, so
+    none is kept in Tune's state: a resumed sweep passes its own.
     """
     from ray import tune
 
@@ -169,7 +170,7 @@ def train_driver(
     # ended every trial (tuner.settle_records). ASHA stopping a trial kills its Train run, so this
     # driver sees a failure; and its thread can outlive tuner.fit(), so a record written here could
     # land after the sweep settled it as `stopped`.
-    with tune_reports() as report_to_tune:
+    with tune_reports(queues=reports) as report_to_tune:
         run_trainings(
             cfgs,
             callbacks=[report_to_tune],

@@ -90,13 +90,20 @@ def _fit(
 
 def make_trainable(base: TrainConfig, shards: SharedShards, driver_resources: dict, invocation: int):
     """:func:`train_driver` with what every trial shares, prepared once here: the shards read into
-    Ray's object store (:class:`~omnimer.training.dataset.SharedShards`) and the scoring of the base
-    config (:func:`~omnimer.training.driver.resolved_scoring`)."""
+    Ray's object store (:class:`~omnimer.training.dataset.SharedShards`), the scoring of the base
+    config (:func:`~omnimer.training.driver.resolved_scoring`) and the queues that carry each Train
+    run's reports to its trial (:class:`~omnimer.sweep.relay.ReportQueues`, owned by this process)."""
     from ray import tune
 
+    from omnimer.sweep.relay import report_queues
     from omnimer.training.driver import resolved_scoring
 
-    shared = {"dataset": shards.dataset(), "invocation": invocation, "scoring": resolved_scoring(base)}
+    shared = {
+        "dataset": shards.dataset(),
+        "invocation": invocation,
+        "scoring": resolved_scoring(base),
+        "reports": report_queues(),
+    }
     return tune.with_resources(tune.with_parameters(train_driver, **shared), driver_resources)
 
 
