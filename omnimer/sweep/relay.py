@@ -28,6 +28,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 
+import ray
 from ray.train import UserCallback
 
 # Ray's key for a reported checkpoint's path in Tune's results (its TuneReportCallback's).
@@ -75,8 +76,6 @@ class ReportQueues:
 
 def report_queues():
     """A :class:`ReportQueues` actor, owned by the calling process (it ends with it); 0 CPUs."""
-    import ray
-
     return ray.remote(num_cpus=0)(ReportQueues).remote()
 
 
@@ -87,8 +86,6 @@ class PutReports(UserCallback):
         self.queues, self.key = queues, key
 
     def after_report(self, run_context, metrics: list[dict], checkpoint) -> None:
-        import ray
-
         item = dict(metrics[0])
         if checkpoint:
             item[CHECKPOINT_PATH_KEY] = checkpoint.path
@@ -99,8 +96,6 @@ def relay(queues, key: str, report: Callable[[dict], None], errors: list[BaseExc
     """Hand each item of the run's queue to ``report`` until the end marker (None). After an error of
     ``report`` (kept in ``errors``) it still takes the items off the queue, so that the controller's
     next put does not wait forever, and hands over no more."""
-    import ray
-
     while (item := ray.get(queues.get.remote(key))) is not None:
         if errors:
             continue
@@ -121,8 +116,6 @@ def tune_reports(report: Callable[[dict], None] | None = None, queues=None) -> I
     the run's own error is already on its way; Tune stopping the trial ends the relay's report with
     ``SystemExit``, which ends only the relay.
     """
-    import ray
-
     if report is None:
         from ray import tune
 
