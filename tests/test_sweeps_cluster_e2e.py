@@ -38,6 +38,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# What `ray job` prints when its request got no answer: the head's job agent is not up yet, or the
+# dashboard closed the connection (CI saw `RemoteDisconnected` once, submitting to the second head; the
+# dashboard restarts a module that fails its health check and drops the requests it held). Such a
+# request is tried again.
+TRANSIENT = (
+    "No available agent to submit job",
+    "RemoteDisconnected",
+    "ConnectionError",
+    "Connection refused",
+)
+ENDED = {"succeeded": "SUCCEEDED", "failed": "FAILED", "was stopped": "STOPPED"}
+
+
 class Head:
     """A running Ray head: its dashboard address and the jobs submitted to it."""
 
@@ -48,43 +61,70 @@ class Head:
     def address(self) -> str:
         return f"http://127.0.0.1:{self.dashboard}"
 
+    def job(self, command: str, *args: str, timeout: float = 120) -> tuple[int, str]:
+        """``ray job COMMAND ARGS`` against this head, tried again while the request gets no answer
+        (for up to a minute); returns its exit code and output."""
+        for _ in range(30):
+            job = subprocess.run(
+                [str(BIN / "ray"), "job", command, f"--address={self.address}", *args],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                cwd=self.log.parent,
+            )
+            output = job.stdout + job.stderr
+            if job.returncode == 0 or not any(sign in output for sign in TRANSIENT):
+                break
+            time.sleep(2)
+        return job.returncode, output
+
     def submit(self, working_dir: Path, args: list[str], wait: bool = True) -> tuple[int, str, str]:
-        """``ray job submit`` of the sweep script; returns its exit code, output and submission id."""
-        submit = [
-            str(BIN / "ray"),
-            "job",
+        """``ray job submit --no-wait`` of the sweep script, then (``wait``) the job's end; returns the
+        exit code (0 only if the job was taken and, waited for, succeeded), the job's output (with
+        ``wait``; else the submission's) and its submission id.
+
+        The id is chosen here, so a submission tried again after its connection dropped cannot start
+        the job twice: the head refuses an id it already has. The end is waited for with ``ray job logs
+        --follow`` (again if its connection drops) and the output read once the job has ended."""
+        submission = f"omr_{os.urandom(6).hex()}"
+        code, output = self.job(
             "submit",
-            f"--address={self.address}",
+            f"--submission-id={submission}",
             "--working-dir",
             str(working_dir),
             "--runtime-env-json",
             json.dumps({"excludes": EXCLUDES}),
-            *([] if wait else ["--no-wait"]),
+            "--no-wait",
             "--",
             "python",
             "sweeps/aux_ablation.py",
             *args,
-        ]
-        for _ in range(30):  # the head's job agent comes up a little after its dashboard
-            job = subprocess.run(
-                submit, env=self.env, capture_output=True, text=True, timeout=900, cwd=self.log.parent
-            )
-            output = job.stdout + job.stderr
-            if "No available agent to submit job" not in output:
-                break
-            time.sleep(2)
-        found = re.search(r"Job '(raysubmit_\w+)' submitted", output)
-        return job.returncode, output, found.group(1) if found else ""
+        )
+        if code != 0 and f"submission_id {submission} already exists" in output:
+            code = 0  # an earlier try reached the head before its answer was lost
+        if code != 0 or not wait:
+            return code, output, submission
+        deadline = time.time() + 900
+        while (state := self.state(submission)) not in ENDED.values():
+            assert time.time() < deadline, f"job {submission} still {state} after 900 s"
+            self.job("logs", "--follow", submission, timeout=max(deadline - time.time(), 1))
+        code, logs = self.job("logs", submission)
+        assert code == 0, logs[-3000:]
+        return (0 if state == "SUCCEEDED" else 1), logs, submission
 
     def status(self, submission: str) -> str:
-        status = subprocess.run(
-            [str(BIN / "ray"), "job", "status", f"--address={self.address}", submission],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        return status.stdout + status.stderr
+        return self.job("status", submission)[1]
+
+    def state(self, submission: str) -> str:
+        """The job's status as Ray names it: SUCCEEDED, FAILED, STOPPED, or while it runs PENDING/RUNNING."""
+        text = self.status(submission)
+        for said, state in ENDED.items():
+            if f"Job '{submission}' {said}" in text:
+                return state
+        found = re.search(rf"Status for job '{submission}': (\w+)", text)
+        assert found, text[-3000:]
+        return found.group(1)
 
 
 @contextlib.contextmanager
