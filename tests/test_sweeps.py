@@ -1,6 +1,6 @@
 """A sweep without Ray (omnimer.sweep and sweeps/aux_ablation.py): the grid, the search space, trial
-specs and configs, the request and every refusal that must happen before a trial starts, and the
-settling of the trials' records."""
+specs and configs, the request, every refusal that must happen before a trial starts, and the
+terminal's lines. What a sweep makes of its trials' records: tests/test_sweep_results.py."""
 
 from __future__ import annotations
 
@@ -8,18 +8,14 @@ import itertools
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 
 import optuna
 import pytest
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from recordfiles import make_record  # noqa: E402
-from recordfiles import write_record as write_analysis_record  # noqa: E402
 
 from omnimer import storage  # noqa: E402
 from omnimer.config import TrainConfig, load_train_config  # noqa: E402
@@ -30,7 +26,6 @@ from omnimer.sweep.request import (  # noqa: E402
     SWEEP_FILE,
     SweepError,
     check_same_sweep,
-    merge_best,
     parse_seeds,
     parse_subsets,
 )
@@ -42,9 +37,8 @@ from omnimer.sweep.trial import (  # noqa: E402
     search_overrides,
     trial_specs,
 )
-from omnimer.sweep.tuner import run_records, settle_records, total_trials  # noqa: E402
+from omnimer.sweep.tuner import total_trials  # noqa: E402
 from omnimer.training.driver import with_absolute_paths  # noqa: E402
-from omnimer.training.record import STATE_FILE, RunState, Status, finish_run_dir, settle_run_dir  # noqa: E402
 from sweeps import aux_ablation as sweep  # noqa: E402
 
 DEMO = REPO / "sweeps" / "configs" / "demo.yaml"
@@ -409,182 +403,6 @@ def test_a_storage_path_inside_a_ray_jobs_working_dir_is_refused(tmp_path, capsy
     resolved = unpacked / "runs" / "sweeps"
     assert f"--storage-path 'runs/sweeps' resolves to {resolved}, inside this Ray job" in err
     assert "give an absolute path on storage every node sees" in err
-
-
-def search_experiment(exp: Path) -> Path:
-    """Three search trials (records as a sweep writes them): one finished, one failed with the best
-    valid score (a failed trial is never picked), one early-stopped with the best usable score."""
-    trials = (
-        ("a", "finished", 0.30, 0.001, 16),
-        ("b", "failed", 0.90, 0.01, 64),
-        ("c", "stopped", 0.35, 0.002, 32),
-    )
-    for name, status, valid_f1, lr, rank in trials:
-        overrides = {"train.lr": lr, "model.lora.rank": rank, "model.lora.alpha": 2.0 * rank}
-        record = make_record(LATTICE[-1], 0, valid_f1 - 0.01, mode="search", overrides=overrides)
-        record["valid"]["macro_f1"] = valid_f1
-        record["status"] = status
-        write_analysis_record(exp, f"trial-{name}", record)
-    return exp
-
-
-def test_best_of_takes_the_best_finished_trial_of_a_search_as_the_analysis_ranks_them(tmp_path):
-    best = sweep.best_of(search_experiment(tmp_path / "search"))
-    assert best["train"]["lr"] == 0.002 and best["model"]["lora"]["rank"] == 32
-    merged = merge_best(base_values(), {**best, "loss": {"aux_weight_text": 0.0}}, "ablation")
-    assert merged["loss"]["aux_weight_text"] == 0.3  # the grid, not the best trial, turns tasks off
-    assert TrainConfig.from_dict(merged).model.lora.rank == 32
-    # The same as the analysis report's best_config.yaml.
-    report = tmp_path / "report"
-    from analysis.report import analyse, write_report
-
-    write_report(analyse([tmp_path / "search"]), report)
-    assert sweep.best_of(report / "best_config.yaml") == best
-
-
-def test_best_of_reads_the_analysis_yaml_and_refuses_an_empty_search(tmp_path):
-    snippet = tmp_path / "best_config.yaml"
-    snippet.write_text(
-        yaml.safe_dump({"model": {"lora": {"rank": 4}}, "train": {"lr": 0.01}, "run": {"name": "z"}})
-    )
-    assert sweep.best_of(snippet) == {"model": {"lora": {"rank": 4}}, "train": {"lr": 0.01}}
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(SweepError, match=r"--best-of .*empty: .*no record.json under this dir"):
-        sweep.best_of(tmp_path / "empty")
-    failed = make_record(LATTICE[-1], 0, 0.0, status="failed", mode="search")
-    write_analysis_record(tmp_path / "failed", "trial-x", failed)
-    with pytest.raises(SweepError, match=r"no finished search trial with valid metrics"):
-        sweep.best_of(tmp_path / "failed")
-    with pytest.raises(SweepError, match=r"no such file or experiment dir"):
-        sweep.best_of(tmp_path / "missing")
-
-
-def write_state_checkpoints(run_dir, history: list[dict]) -> None:
-    """Two Ray checkpoints of a run, after epoch 1 and after epoch 2, each with its run state."""
-    for stamp, epochs in (("2026-01-01_00-00-01", 1), ("2026-01-01_00-00-02", 2)):
-        state = {"history": history[:epochs], "best_epoch": epochs, "device_seconds": 2.0 * epochs}
-        storage.write_json(storage.join(run_dir, f"checkpoint_{stamp}", STATE_FILE), state)
-
-
-def test_settling_takes_the_newest_checkpoint_and_keeps_ended_records(tmp_path):
-    run = tmp_path / "trial-1"
-    history = [{"epoch": e, "valid": {"macro_f1": 0.1 * e}, "test": None, "seconds": 1.0} for e in (1, 2)]
-    write_state_checkpoints(run, history)
-    record = make_record(LATTICE[0], 0, 0.3, status="failed", mode="search")
-    (run / "record.json").write_text(json.dumps(record))
-    assert settle_run_dir(run, Status.STOPPED).status == Status.FAILED  # only `running` is settled
-    record.update(status="running")
-    del record["error"]
-    (run / "record.json").write_text(json.dumps(record))
-    settled = settle_run_dir(run, Status.STOPPED)
-    written = json.loads((run / "record.json").read_text())
-    assert written == settled.to_json()
-    assert written["status"] == "stopped" and "error" not in written
-    assert (written["best_epoch"], written["device_seconds"], len(written["epochs"])) == (2, 4.0, 2)
-    assert written["config"] == record["config"] and written["sweep"] == record["sweep"]
-    record.update(status="finished")
-    (run / "record.json").write_text(json.dumps(record))
-    assert settle_run_dir(run, Status.FAILED, "late").status == Status.FINISHED
-    assert settle_run_dir(tmp_path / "absent", Status.FAILED) is None
-
-
-def test_rank_zero_finishes_its_runs_record_and_refuses_a_run_without_one(tmp_path):
-    """At a run's end rank 0 settles the driver's ``running`` record as finished with the run's final
-    state; a run dir whose driver wrote no record is refused, saying so. A record that already
-    finished keeps its ending whole, set-up times included (a worker group restarted after rank 0
-    finished the run finishes it again)."""
-    run = tmp_path / "none-seed0"
-    history = [{"epoch": e, "valid": {"macro_f1": 0.1 * e}, "test": None, "seconds": 1.0} for e in (1, 2)]
-    setup = [{"model": 0.2, "data": 0.1, "DeepSpeed": 0.4}]
-    state = RunState.from_json({"history": history, "best_epoch": 2, "device_seconds": 2.0, "setup": setup})
-    with pytest.raises(FileNotFoundError, match=r"none-seed0/record.json: the run's driver writes it before"):
-        finish_run_dir(run, state, 12.0)
-    assert not run.exists()  # nothing written for a refused run
-    record = make_record(LATTICE[0], 0, 0.3, status="failed")
-    record.update(status="running")
-    del record["error"]
-    run.mkdir()
-    (run / "record.json").write_text(json.dumps(record))
-    finished = finish_run_dir(run, state, 12.0)
-    written = json.loads((run / "record.json").read_text())
-    assert written == finished.to_json() and written["status"] == "finished"
-    assert (written["best_epoch"], written["wall_seconds"], len(written["epochs"])) == (2, 12.0, 2)
-    assert written["setup_seconds"] == setup
-    again = finish_run_dir(run, state.started({"model": 0.3}), 30.0)
-    assert json.loads((run / "record.json").read_text()) == again.to_json() == written
-
-
-def test_a_sweep_settles_the_runs_in_a_bucket(s3_bucket):
-    runs = f"s3://{s3_bucket}/exp/runs"
-    history = [{"epoch": e, "valid": {"macro_f1": 0.1 * e}, "test": {"macro_f1": 0.2}} for e in (1, 2)]
-    write_state_checkpoints(storage.join(runs, "none-seed0"), history)
-    record = make_record(LATTICE[0], 0, 0.3, status="failed")
-    record.update(status="running")
-    del record["error"]
-    storage.write_json(storage.join(runs, "none-seed0", "record.json"), record)
-    assert run_records(runs) == [f"{runs}/none-seed0/record.json"]
-    assert settle_records([], runs, "ablation") == {"failed": 1}
-    closed = storage.read_json(storage.join(runs, "none-seed0", "record.json"))
-    assert (closed["status"], closed["best_epoch"], len(closed["epochs"])) == ("failed", 2, 2)
-    assert closed["error"] == "the trial ended before its run finished"
-    assert settle_run_dir(storage.join(runs, "absent"), Status.FAILED) is None
-
-
-@pytest.mark.parametrize("preset", [None, "1"])
-def test_a_run_starts_no_preemption_watcher_unless_asked(ray_local, tmp_path, monkeypatch, preset):
-    """Ray Train's per-run PreemptionWatcher (one more actor per trial) is off by default; a user's own
-    RAY_TRAIN_ENABLE_PREEMPTION_WATCHER wins. The trainer hands the variable on to its controller."""
-    from ray.train.v2._internal.constants import get_env_vars_to_propagate
-
-    from omnimer.training.driver import PREEMPTION_WATCHER_ENV, build_trainer
-
-    if preset is None:
-        monkeypatch.delenv(PREEMPTION_WATCHER_ENV, raising=False)
-    else:
-        monkeypatch.setenv(PREEMPTION_WATCHER_ENV, preset)
-    cfg = with_absolute_paths(
-        TrainConfig.from_dict(
-            yaml.safe_load(DEMO.read_text()) | {"run": {"output_dir": str(tmp_path), "name": "w"}}
-        )
-    )
-    build_trainer(cfg, dataset=ray_local.data.from_items([{"x": 1}]))
-    expected = "0" if preset is None else preset
-    assert get_env_vars_to_propagate()[PREEMPTION_WATCHER_ENV] == expected
-
-
-def test_a_fit_in_the_main_thread_lets_its_controller_go(ray_local, tmp_path):
-    """Ray Train's fit in the main thread leaves a SIGINT handler holding its TrainController, which then
-    idled beside a whole sweep after the --runs-per-trial auto probe: every fit of ours (the probe's,
-    a run's) puts the previous handler back, and the controller's process exits."""
-    import signal
-
-    import psutil
-
-    from omnimer.training.driver import build_trainer, fit_releasing_controller
-
-    def controllers() -> list[int]:
-        found = []
-        for proc in psutil.process_iter(["cmdline", "create_time"]):
-            cmdline = proc.info["cmdline"] or [""]
-            if proc.info["create_time"] >= began - 1 and cmdline[0].startswith("ray::TrainController"):
-                found.append(proc.pid)
-        return found
-
-    cfg = with_absolute_paths(
-        TrainConfig.from_dict(
-            yaml.safe_load(DEMO.read_text()) | {"run": {"output_dir": str(tmp_path), "name": "p"}}
-        )
-    )
-    began, previous = time.time(), signal.getsignal(signal.SIGINT)
-    # A worker that trains nothing (a lambda: Ray pickles it by value, a test module's function it
-    # could not import).
-    trainer = build_trainer(cfg, dataset=ray_local.data.from_items([{"x": 1}]), loop=lambda config: None)
-    assert fit_releasing_controller(trainer).error is None
-    assert signal.getsignal(signal.SIGINT) is previous
-    deadline = time.time() + 30
-    while controllers() and time.time() < deadline:
-        time.sleep(0.5)
-    assert controllers() == []
 
 
 def test_the_terminal_gets_a_line_per_run_of_a_group_trial_and_one_when_the_trial_ends(caplog):

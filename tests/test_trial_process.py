@@ -1,14 +1,23 @@
-"""What a sweep's Tune trial process imports: it validates its runs and builds their Train run, but
-only the workers load the model, so it must not import the model's libraries (omnimer.model.source,
-omnimer.training.driver)."""
+"""A sweep's processes. What a Tune trial's process imports: it validates its runs and builds their
+Train run, but only the workers load the model, so it must not import the model's libraries
+(omnimer.model.source, omnimer.training.driver). Which Ray processes a run starts, and that its
+controller's goes when the run ends."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
+import yaml
+
+from omnimer.config import TrainConfig
+from omnimer.training.driver import with_absolute_paths
+
 REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "sweeps" / "configs" / "demo.yaml"
 
 # What a Tune trial's process does before its workers start: import the trial and the Train driver,
 # check the model path, and pickle the workers' function for the TorchTrainer.
@@ -36,3 +45,60 @@ def test_a_trials_process_does_not_import_what_only_its_workers_use(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "", f"imported in a trial's process: {result.stdout.strip()}"
+
+
+@pytest.mark.parametrize("preset", [None, "1"])
+def test_a_run_starts_no_preemption_watcher_unless_asked(ray_local, tmp_path, monkeypatch, preset):
+    """Ray Train's per-run PreemptionWatcher (one more actor per trial) is off by default; a user's own
+    RAY_TRAIN_ENABLE_PREEMPTION_WATCHER wins. The trainer hands the variable on to its controller."""
+    from ray.train.v2._internal.constants import get_env_vars_to_propagate
+
+    from omnimer.training.driver import PREEMPTION_WATCHER_ENV, build_trainer
+
+    if preset is None:
+        monkeypatch.delenv(PREEMPTION_WATCHER_ENV, raising=False)
+    else:
+        monkeypatch.setenv(PREEMPTION_WATCHER_ENV, preset)
+    cfg = with_absolute_paths(
+        TrainConfig.from_dict(
+            yaml.safe_load(DEMO.read_text()) | {"run": {"output_dir": str(tmp_path), "name": "w"}}
+        )
+    )
+    build_trainer(cfg, dataset=ray_local.data.from_items([{"x": 1}]))
+    expected = "0" if preset is None else preset
+    assert get_env_vars_to_propagate()[PREEMPTION_WATCHER_ENV] == expected
+
+
+def test_a_fit_in_the_main_thread_lets_its_controller_go(ray_local, tmp_path):
+    """Ray Train's fit in the main thread leaves a SIGINT handler holding its TrainController, which then
+    idled beside a whole sweep after the --runs-per-trial auto probe: every fit of ours (the probe's,
+    a run's) puts the previous handler back, and the controller's process exits."""
+    import signal
+
+    import psutil
+
+    from omnimer.training.driver import build_trainer, fit_releasing_controller
+
+    def controllers() -> list[int]:
+        found = []
+        for proc in psutil.process_iter(["cmdline", "create_time"]):
+            cmdline = proc.info["cmdline"] or [""]
+            if proc.info["create_time"] >= began - 1 and cmdline[0].startswith("ray::TrainController"):
+                found.append(proc.pid)
+        return found
+
+    cfg = with_absolute_paths(
+        TrainConfig.from_dict(
+            yaml.safe_load(DEMO.read_text()) | {"run": {"output_dir": str(tmp_path), "name": "p"}}
+        )
+    )
+    began, previous = time.time(), signal.getsignal(signal.SIGINT)
+    # A worker that trains nothing (a lambda: Ray pickles it by value, a test module's function it
+    # could not import).
+    trainer = build_trainer(cfg, dataset=ray_local.data.from_items([{"x": 1}]), loop=lambda config: None)
+    assert fit_releasing_controller(trainer).error is None
+    assert signal.getsignal(signal.SIGINT) is previous
+    deadline = time.time() + 30
+    while controllers() and time.time() < deadline:
+        time.sleep(0.5)
+    assert controllers() == []
