@@ -22,8 +22,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	# DeepSpeed JIT-compiles its shared-memory collective op (about a minute of a C++ compiler on 2
 	# cores) the first time a worker initialises it; built here, into .venv/torch_extensions where
-	# the workers look for it, the first trials of a sweep do not wait for it. (A no-op where the
-	# accelerator has no such op.)
+	# the workers look for it and with the venv's ninja as they use it, the first trials of a sweep
+	# do not wait for it. (A no-op where the accelerator has no such op.)
 	$(PY) -c "from omnimer.training.engine import build_ops; build_ops()"
 	touch $(STAMP)
 

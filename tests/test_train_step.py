@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from omnimer.model.load import load_processor, load_thinker
 from omnimer.model.tiny import build_tiny_model
 from omnimer.tasks import MAIN, Prompting, build_task_batches, main_conversation
 from omnimer.training.driver import validate_run, with_absolute_paths
-from omnimer.training.engine import deepspeed_config, lr_lambda, use_environment_extensions_dir
+from omnimer.training.engine import deepspeed_config, lr_lambda, use_environment_op_builds
 from omnimer.training.evaluate import resolve_scoring
 from omnimer.training.step import StepContext, filler_batch, step_losses
 
@@ -321,28 +322,47 @@ def test_deepspeed_configs_are_consistent():
     assert zero3["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
 
 
-def test_deepspeed_builds_its_ops_into_this_environment(tmp_path, monkeypatch):
+def test_deepspeed_builds_its_ops_into_this_environment_with_its_tools(tmp_path, monkeypatch):
     """A venv's workers build and find DeepSpeed's JIT ops in the venv, not in the user's shared
-    ~/.cache, where another checkout's build (same op, other source paths) forces a rebuild."""
+    ~/.cache, where another checkout's build (same op, other source paths) forces a rebuild; and they
+    build with the venv's ninja whatever their PATH, since the system's ninja and the venv's rebuild
+    the op for each other."""
     from torch.utils.cpp_extension import _get_build_directory
 
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "ninja").write_text("#!/bin/sh\n")
+    (venv / "bin" / "ninja").chmod(0o755)
+    (tmp_path / "system").mkdir()
+    (tmp_path / "system" / "ninja").write_text("#!/bin/sh\n")
+    (tmp_path / "system" / "ninja").chmod(0o755)
+    system_path = os.pathsep.join([str(tmp_path / "system"), "/usr/bin", "/bin"])
+    monkeypatch.setenv("PATH", system_path)
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", "unset below")
     monkeypatch.delenv("TORCH_EXTENSIONS_DIR")
-    monkeypatch.setattr(sys, "prefix", str(tmp_path / "venv"))
-    use_environment_extensions_dir()
+    monkeypatch.setattr(sys, "prefix", str(venv))
+    use_environment_op_builds()
     build = Path(_get_build_directory("deepspeed_shm_comm", verbose=False))
-    assert build.is_relative_to(tmp_path / "venv" / "torch_extensions")
+    assert build.is_relative_to(venv / "torch_extensions")
+    assert shutil.which("ninja") == str(venv / "bin" / "ninja")
+    assert os.environ["PATH"] == os.pathsep.join([str(venv / "bin"), system_path])
+    use_environment_op_builds()  # once is enough
+    assert os.environ["PATH"] == os.pathsep.join([str(venv / "bin"), system_path])
 
-    # A directory the user (or the cluster's runtime env) chose is kept.
+    # A directory the user (or the cluster's runtime env) chose is kept; a venv without ninja leaves
+    # PATH alone.
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "chosen"))
-    use_environment_extensions_dir()
+    monkeypatch.setenv("PATH", system_path)
+    (venv / "bin" / "ninja").unlink()
+    use_environment_op_builds()
     assert Path(_get_build_directory("deepspeed_shm_comm", verbose=False)).is_relative_to(tmp_path / "chosen")
+    assert os.environ["PATH"] == system_path
 
-    # Outside a virtual environment, torch's default stays.
+    # Outside a virtual environment, torch's defaults stay.
     monkeypatch.delenv("TORCH_EXTENSIONS_DIR")
     monkeypatch.setattr(sys, "prefix", sys.base_prefix)
-    use_environment_extensions_dir()
-    assert "TORCH_EXTENSIONS_DIR" not in os.environ
+    use_environment_op_builds()
+    assert "TORCH_EXTENSIONS_DIR" not in os.environ and os.environ["PATH"] == system_path
 
 
 def test_a_checkpoint_is_loaded_whole_for_its_trainable_weights_and_refused_without_one():

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import random
+import shutil
 import sys
 
 import numpy as np
@@ -59,17 +60,30 @@ def deepspeed_config(cfg: TrainConfig, world_size: int) -> dict:
 EXTENSIONS_DIR_ENV = "TORCH_EXTENSIONS_DIR"
 
 
-def use_environment_extensions_dir() -> None:
-    """Keep the ops DeepSpeed JIT-builds (on CPU: its shared-memory collective) in this virtual
-    environment, ``<venv>/torch_extensions``, unless ``TORCH_EXTENSIONS_DIR`` is set (the cluster's
-    runtime env sets it).
+def use_environment_op_builds() -> None:
+    """Build and keep the ops DeepSpeed JIT-builds (on CPU: its shared-memory collective) with this
+    virtual environment's own tools, in the environment. Outside a virtual environment torch's
+    defaults stay.
 
-    torch's default, ``~/.cache/torch_extensions``, is shared by every environment of the user, and a
-    build there is keyed by its source paths: two checkouts (or a CI clone beside one's own) rebuild
-    the op for each other in turn, about 50 s of a C++ compiler at the start of every trial, with the
-    trials of a sweep waiting on one lock. Outside a virtual environment torch's default stays."""
-    if EXTENSIONS_DIR_ENV not in os.environ and sys.prefix != sys.base_prefix:
-        os.environ[EXTENSIONS_DIR_ENV] = os.path.join(sys.prefix, "torch_extensions")
+    - The builds go to ``<venv>/torch_extensions``, unless ``TORCH_EXTENSIONS_DIR`` is set (the
+      cluster's runtime env sets it). torch's default, ``~/.cache/torch_extensions``, is shared by every
+      environment of the user, and a build there is keyed by its source paths: two checkouts (or a CI
+      clone beside one's own) rebuild the op for each other in turn, about 50 s of a C++ compiler at
+      the start of every trial, with the trials of a sweep waiting on one lock.
+    - The build runs the environment's ninja (the ``ninja`` package DeepSpeed requires), whatever
+      PATH this process was started with: torch runs the first ``ninja`` on PATH, and two ninja
+      versions do not take each other's build log (1.11 and 1.13 record a command differently), so
+      processes that find the system's ninja and processes that find the venv's (a Ray job whose PATH
+      starts with the venv's bin, beside ``make test``'s own processes) rebuilt the op for each other,
+      25 s on 2 cores each time."""
+    if sys.prefix == sys.base_prefix:
+        return
+    os.environ.setdefault(EXTENSIONS_DIR_ENV, os.path.join(sys.prefix, "torch_extensions"))
+    bin_dir = os.path.join(sys.prefix, "bin")
+    ninja = os.path.join(bin_dir, "ninja")
+    found = shutil.which("ninja")
+    if os.access(ninja, os.X_OK) and not (found and os.path.samefile(found, ninja)):
+        os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
 
 
 def build_ops() -> None:
@@ -79,7 +93,7 @@ def build_ops() -> None:
 
         python -c "from omnimer.training.engine import build_ops; build_ops()"
     """
-    use_environment_extensions_dir()
+    use_environment_op_builds()
     from deepspeed.comm.torch import build_shm_op
 
     build_shm_op()
@@ -88,7 +102,7 @@ def build_ops() -> None:
 def build_engine(model, cfg: TrainConfig, world_size: int, optimizer_steps: int):
     """``deepspeed.initialize`` of ``model``'s trainable (LoRA) weights; returns the engine and the
     learning-rate scheduler."""
-    use_environment_extensions_dir()
+    use_environment_op_builds()
     import deepspeed
 
     params = [p for p in model.parameters() if p.requires_grad]
