@@ -54,8 +54,8 @@ ENDED = {"succeeded": "SUCCEEDED", "failed": "FAILED", "was stopped": "STOPPED"}
 class Head:
     """A running Ray head: its dashboard address and the jobs submitted to it."""
 
-    def __init__(self, process: subprocess.Popen, dashboard: int, env: dict, log: Path):
-        self.process, self.dashboard, self.env, self.log = process, dashboard, env, log
+    def __init__(self, process: subprocess.Popen, dashboard: int, env: dict, log: Path, temp: Path):
+        self.process, self.dashboard, self.env, self.log, self.temp = process, dashboard, env, log, temp
 
     @property
     def address(self) -> str:
@@ -103,7 +103,9 @@ class Head:
         )
         if code != 0 and f"submission_id {submission} already exists" in output:
             code = 0  # an earlier try reached the head before its answer was lost
-        if code != 0 or not wait:
+        if code != 0:  # the head's side of it first, for whoever reads the failure
+            return code, f"{self.server_logs()}\n--- ray job submit:\n{output[-2500:]}", submission
+        if not wait:
             return code, output, submission
         deadline = time.time() + 900
         while (state := self.state(submission)) not in ENDED.values():
@@ -112,6 +114,16 @@ class Head:
         code, logs = self.job("logs", submission)
         assert code == 0, logs[-3000:]
         return (0 if state == "SUCCEEDED" else 1), logs, submission
+
+    def server_logs(self, chars: int = 1000) -> str:
+        """The ends of the head's dashboard, job module and agent logs (``chars`` of each)."""
+        logs = self.temp / "session_latest" / "logs"
+        tails = []
+        for name in ("dashboard.log", "dashboard_JobHead.log", "dashboard_agent.log"):
+            path = logs / name
+            text = path.read_text(errors="replace")[-chars:] if path.is_file() else "(absent)"
+            tails.append(f"--- the head's {name}:\n{text}")
+        return "\n".join(tails)
 
     def status(self, submission: str) -> str:
         return self.job("status", submission)[1]
@@ -168,7 +180,7 @@ def ray_head(env: dict, home: Path, name: str) -> Iterator[Head]:
     )
     try:
         wait_for_dashboard(dashboard, process, log_path)
-        yield Head(process, dashboard, head_env, log_path)
+        yield Head(process, dashboard, head_env, log_path, Path(temp))
     finally:
         stop_group(process)
         log.close()
