@@ -16,16 +16,15 @@ sys.path.insert(0, str(REPO))
 
 from recordfiles import make_record  # noqa: E402
 from recordfiles import write_record as write_analysis_record  # noqa: E402
+from sweepfiles import base_values  # noqa: E402
 
 from omnimer import storage  # noqa: E402
-from omnimer.config import TrainConfig, load_train_config  # noqa: E402
+from omnimer.config import TrainConfig  # noqa: E402
 from omnimer.subsets import LATTICE  # noqa: E402
 from omnimer.sweep.request import SweepError, merge_best  # noqa: E402
 from omnimer.sweep.tuner import run_records, settle_records  # noqa: E402
 from omnimer.training.record import STATE_FILE, RunState, Status, finish_run_dir, settle_run_dir  # noqa: E402
 from sweeps import aux_ablation as sweep  # noqa: E402
-
-DEMO = REPO / "sweeps" / "configs" / "demo.yaml"
 
 
 def search_experiment(exp: Path) -> Path:
@@ -48,9 +47,7 @@ def search_experiment(exp: Path) -> Path:
 def test_best_of_takes_the_best_finished_trial_of_a_search_as_the_analysis_ranks_them(tmp_path):
     best = sweep.best_of(search_experiment(tmp_path / "search"))
     assert best["train"]["lr"] == 0.002 and best["model"]["lora"]["rank"] == 32
-    merged = merge_best(
-        load_train_config(str(DEMO)).to_dict(), {**best, "loss": {"aux_weight_text": 0.0}}, "ablation"
-    )
+    merged = merge_best(base_values(), {**best, "loss": {"aux_weight_text": 0.0}}, "ablation")
     assert merged["loss"]["aux_weight_text"] == 0.3  # the grid, not the best trial, turns tasks off
     assert TrainConfig.from_dict(merged).model.lora.rank == 32
     # The same as the analysis report's best_config.yaml.

@@ -16,9 +16,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from sweepfiles import DEMO, base_values  # noqa: E402
 
 from omnimer import storage  # noqa: E402
-from omnimer.config import TrainConfig, load_train_config  # noqa: E402
+from omnimer.config import TrainConfig  # noqa: E402
 from omnimer.subsets import LATTICE, TASKS, parse_subset, subset_name  # noqa: E402
 from omnimer.sweep.embedded import embedded_root  # noqa: E402
 from omnimer.sweep.invocations import INVOCATIONS_FILE, end_invocation, start_invocation  # noqa: E402
@@ -40,14 +41,6 @@ from omnimer.sweep.trial import (  # noqa: E402
 from omnimer.sweep.tuner import total_trials  # noqa: E402
 from omnimer.training.driver import with_absolute_paths  # noqa: E402
 from sweeps import aux_ablation as sweep  # noqa: E402
-
-DEMO = REPO / "sweeps" / "configs" / "demo.yaml"
-
-
-def base_values(**loss) -> dict:
-    values = load_train_config(str(DEMO)).to_dict()
-    values["loss"].update(loss)
-    return values
 
 
 def params(mode="ablation", **extra) -> dict:

@@ -330,12 +330,10 @@ def test_deepspeed_builds_its_ops_into_this_environment_with_its_tools(tmp_path,
     from torch.utils.cpp_extension import _get_build_directory
 
     venv = tmp_path / "venv"
-    (venv / "bin").mkdir(parents=True)
-    (venv / "bin" / "ninja").write_text("#!/bin/sh\n")
-    (venv / "bin" / "ninja").chmod(0o755)
-    (tmp_path / "system").mkdir()
-    (tmp_path / "system" / "ninja").write_text("#!/bin/sh\n")
-    (tmp_path / "system" / "ninja").chmod(0o755)
+    for bin_dir in (venv / "bin", tmp_path / "system"):  # the venv's ninja and the system's
+        bin_dir.mkdir(parents=True)
+        (bin_dir / "ninja").write_text("#!/bin/sh\n")
+        (bin_dir / "ninja").chmod(0o755)
     system_path = os.pathsep.join([str(tmp_path / "system"), "/usr/bin", "/bin"])
     monkeypatch.setenv("PATH", system_path)
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", "unset below")

@@ -47,6 +47,12 @@ def test_a_trials_process_does_not_import_what_only_its_workers_use(tmp_path):
     assert result.stdout.strip() == "", f"imported in a trial's process: {result.stdout.strip()}"
 
 
+def demo_run(output_dir: Path, name: str) -> TrainConfig:
+    """The demo config as run ``name`` under ``output_dir``."""
+    values = yaml.safe_load(DEMO.read_text()) | {"run": {"output_dir": str(output_dir), "name": name}}
+    return with_absolute_paths(TrainConfig.from_dict(values))
+
+
 @pytest.mark.parametrize("preset", [None, "1"])
 def test_a_run_starts_no_preemption_watcher_unless_asked(ray_local, tmp_path, monkeypatch, preset):
     """Ray Train's per-run PreemptionWatcher (one more actor per trial) is off by default; a user's own
@@ -59,11 +65,7 @@ def test_a_run_starts_no_preemption_watcher_unless_asked(ray_local, tmp_path, mo
         monkeypatch.delenv(PREEMPTION_WATCHER_ENV, raising=False)
     else:
         monkeypatch.setenv(PREEMPTION_WATCHER_ENV, preset)
-    cfg = with_absolute_paths(
-        TrainConfig.from_dict(
-            yaml.safe_load(DEMO.read_text()) | {"run": {"output_dir": str(tmp_path), "name": "w"}}
-        )
-    )
+    cfg = demo_run(tmp_path, "w")
     build_trainer(cfg, dataset=ray_local.data.from_items([{"x": 1}]))
     expected = "0" if preset is None else preset
     assert get_env_vars_to_propagate()[PREEMPTION_WATCHER_ENV] == expected
@@ -87,11 +89,7 @@ def test_a_fit_in_the_main_thread_lets_its_controller_go(ray_local, tmp_path):
                 found.append(proc.pid)
         return found
 
-    cfg = with_absolute_paths(
-        TrainConfig.from_dict(
-            yaml.safe_load(DEMO.read_text()) | {"run": {"output_dir": str(tmp_path), "name": "p"}}
-        )
-    )
+    cfg = demo_run(tmp_path, "p")
     began, previous = time.time(), signal.getsignal(signal.SIGINT)
     # A worker that trains nothing (a lambda: Ray pickles it by value, a test module's function it
     # could not import).
