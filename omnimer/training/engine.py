@@ -1,5 +1,5 @@
 """A worker's DeepSpeed engine: the ZeRO config completed from the run config, AdamW with a
-warmup-cosine schedule, and the adapter gathered whole under ZeRO-3.
+warmup-cosine schedule, the adapter gathered whole under ZeRO-3, and the engine freed at a run's end.
 
 Used by the Ray Train worker (:mod:`omnimer.training.worker`) and the GPU bench
 (``python -m tests.bench.gpu_train``); ``tests/test_configs.py`` checks every shipped ZeRO config
@@ -118,6 +118,35 @@ def build_engine(model, cfg: TrainConfig, world_size: int, optimizer_steps: int)
         dist_init_required=False,
     )
     return engine, scheduler
+
+
+def release_engine(engine) -> None:
+    """End a run's engine so that the garbage collector can free it: its model, its ZeRO partitions
+    and its optimizer state. A trial of several runs (``--runs-per-trial``) sets the next run up in the
+    same process, and must not do so beside the previous run's model.
+
+    ``engine.destroy()`` removes DeepSpeed's hooks, but under ZeRO-3 DeepSpeed (0.19.8) still holds
+    the engine from two module-level places: its model stays on ``parameter_offload``'s
+    ``FWD_MODULE_STACK`` (pushed at set-up, never popped), and ``PartitionedParameterCoordinator``'s
+    ``__params_to_release`` is a method under a class-wide ``functools.lru_cache`` whose keys hold the
+    coordinator and every submodule it released. Both are let go here; the cache is only a cache
+    (another engine of this process recomputes its entries). ``tests/test_engine_release.py`` shows
+    the engine outliving ``destroy()`` alone, and freed after this.
+    """
+    module = engine.module
+    zero3 = engine.zero_optimization_stage() == 3
+    engine.destroy()
+    if zero3:
+        from deepspeed.runtime.zero import parameter_offload
+        from deepspeed.runtime.zero.partitioned_param_coordinator import PartitionedParameterCoordinator
+
+        stack = parameter_offload.FWD_MODULE_STACK
+        stack[:] = [m for m in stack if m is not module]
+        # The lru_cache sits under DeepSpeed's NVTX wrapper, in its closure.
+        for attribute in vars(PartitionedParameterCoordinator).values():
+            for cell in getattr(attribute, "__closure__", None) or ():
+                if hasattr(cell.cell_contents, "cache_clear"):
+                    cell.cell_contents.cache_clear()
 
 
 def gathered_adapter(engine):

@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from omnimer.labels import LabelSet, class_counts, label_set_of
 from omnimer.tasks import Prompting
 from omnimer.training import checkpoint
 from omnimer.training.dataset import worker_rows
-from omnimer.training.engine import build_engine, seed_everything
+from omnimer.training.engine import build_engine, release_engine, seed_everything
 from omnimer.training.evaluate import Evaluator, resolve_scoring
 from omnimer.training.outputs import RankZeroOutputs
 from omnimer.training.predictions import Predictions
@@ -58,19 +59,27 @@ def train_loop_per_worker(config: dict) -> None:
         # collector's reach, whose collections during the epochs and between runs then scan only
         # what the run makes. The previous run's engine is already collected, so none of it is frozen.
         gc.freeze()
-        train_run(runs[index], resume and index == first, begun, feature_caches)
+        released = train_run(runs[index], resume and index == first, begun, feature_caches)
         begun = time.time()
-        # The run's engine (model, optimizer, ZeRO hooks) is gone with train_run's frame: free it
-        # before the next run sets up.
+        # The run's engine (model, optimizer, ZeRO state) is released and gone with train_run's
+        # frame: free it before the next run sets up.
         gc.collect()
+        if released() is not None:
+            log.warning(
+                "%s: its DeepSpeed engine outlived the run (something still references it), so its model "
+                "and optimizer state stay in memory beside the next run's: see "
+                "omnimer.training.engine.release_engine",
+                runs[index].run.name,
+            )
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
 
 def train_run(
     cfg: TrainConfig, resume: bool, begun: float, feature_caches: dict[tuple, AudioFeatureCache | None]
-) -> None:
-    """One run: set up (from its newest checkpoint if ``resume``), its epochs, and its finished record."""
+) -> weakref.ref:
+    """One run: set up (from its newest checkpoint if ``resume``), its epochs, and its finished record.
+    Returns a weak reference to its released engine, which nothing should hold any more."""
     # --------------------------------------------------------------------------------- set up
     worker = set_up(cfg, feature_caches)
     state = checkpoint.restore(worker.engine, worker.rank) if resume else RunState()
@@ -104,7 +113,8 @@ def train_run(
     if outputs is not None:
         outputs.close(state)
         finish_run_dir(outputs.run_dir, state, time.time() - begun)
-    worker.engine.destroy()
+    release_engine(worker.engine)
+    return weakref.ref(worker.engine)
 
 
 @dataclasses.dataclass(frozen=True)

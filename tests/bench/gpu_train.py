@@ -178,6 +178,8 @@ def train_run(
     PyTorch's cuDNN attention backend for the run: on an H100 (torch 2.11, cu130) its backward returns
     NaN on some left-padded bf16 batches, and DeepSpeed then skips those optimizer steps.
     """
+    from omnimer.training.engine import release_engine
+
     use_gpu = cfg.train.use_gpu
     if use_gpu:
         gc.collect()
@@ -190,7 +192,7 @@ def train_run(
     epochs = [_epoch(run, epoch, losses_seen, log_every) for epoch in range(cfg.train.epochs)]
     result = _result(run, epochs, losses_seen, _collate_seconds(run), check_adapter)
     result["cudnn_sdpa"] = cudnn_sdpa
-    run.engine.destroy()
+    release_engine(run.engine)
     torch.backends.cuda.enable_cudnn_sdp(cudnn_before)
     del run
     gc.collect()
