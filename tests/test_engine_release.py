@@ -1,6 +1,6 @@
 """A finished run's DeepSpeed engine is freed, its model, ZeRO state and optimizer with it, so that the
 next run of a trial of several runs (``--runs-per-trial``) does not set up beside it: on CPU (fp32,
-gloo), after two training steps, as the worker releases it
+gloo), after an epoch of training, as the worker releases it
 (:func:`omnimer.training.engine.release_engine`).
 
 The engines live in a process of their own: DeepSpeed keeps the process group it first saw in
@@ -25,33 +25,18 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def trained_engine(model_dir: str, processor, zero: int):
-    """The tiny Thinker's LoRA model in a ZeRO-``zero`` engine built as a worker builds it, after two
-    steps (so that the forward, backward and step hooks have all run)."""
-    from tinyrows import SIZE, fresh_model, make_rows
+def trained_engine(model_dir: str, zero: int):
+    """The tiny Thinker's LoRA model in a ZeRO-``zero`` engine, set up and trained for an epoch (3 steps
+    and an evaluation) by the GPU bench's in-process loop, which builds it as a worker does: every
+    forward, backward and step hook has run."""
+    from tinyrows import bench_data
 
-    from omnimer import losses
-    from omnimer.config import TrainConfig
-    from omnimer.labels import INDOMER_EMOTION
-    from omnimer.tasks import Prompting
-    from omnimer.training.engine import build_engine
-    from omnimer.training.evaluate import resolve_scoring
-    from omnimer.training.step import StepContext, step_losses
+    from tests.bench.gpu_train import _epoch, _set_up, make_config
 
-    cfg = TrainConfig.from_dict(
-        {"train": {"batch_size": 2, "deepspeed_config": f"cluster/deepspeed/zero{zero}.json"}}
-    )
-    engine, _ = build_engine(fresh_model(model_dir), cfg, world_size=1, optimizer_steps=2)
-    prompting = Prompting("emotion", INDOMER_EMOTION, INDOMER_EMOTION.verbalizers, "id")
-    first_ids = resolve_scoring(processor.tokenizer, INDOMER_EMOTION, "first_token").first_ids
-    rebalancing = losses.build_rebalancing(cfg.loss, [2, 1, 1, 0, 0, 0, 0])
-    context = StepContext(processor, prompting, first_ids, rebalancing, SIZE, "cpu")
-    rows = make_rows(4)
-    for step in range(2):
-        total, _, _ = step_losses(engine, rows[2 * step : 2 * step + 2], cfg, context)
-        engine.backward(total)
-        engine.step()
-    return engine
+    cfg = make_config(model_dir, "unused", zero=zero, batch_size=4, epochs=1, use_gpu=False)
+    run = _set_up(cfg, bench_data())
+    _epoch(run, 0, [], log_every=0)
+    return run.engine
 
 
 def survives(end, make) -> bool:
@@ -71,15 +56,13 @@ def ended(end, make) -> weakref.ref:
 def checks(model_dir: str) -> dict:
     import torch
 
-    from omnimer.model.load import load_processor
     from omnimer.training.engine import release_engine
     from tests.bench.gpu_train import init_single_process_group
 
     init_single_process_group(use_gpu=False)
-    processor = load_processor(model_dir)
     out = {}
     for zero in (2, 3):
-        make = partial(trained_engine, model_dir, processor, zero)
+        make = partial(trained_engine, model_dir, zero)
         out[f"released zero{zero}"] = survives(release_engine, make)
     destroyed = ended(lambda engine: engine.destroy(), make)  # ZeRO-3
     gc.collect()
