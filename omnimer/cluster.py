@@ -34,6 +34,22 @@ def connect(num_cpus: int | None = None, worker_logs: bool = True) -> None:
     quiet_ray_data()
 
 
+def state_api_reachable(timeout: float = 10) -> bool:
+    """Whether this cluster's state API answers (``ray.util.state``; the dashboard serves it): not on
+    a local Ray started by :func:`connect`, which has no dashboard. Asks the cluster this process is
+    connected to, by its address: another Ray on the same machine makes the default ambiguous."""
+    import ray
+    from ray.util.state import list_nodes
+    from ray.util.state.exception import RayStateApiException
+
+    address = ray.get_runtime_context().gcs_address
+    try:
+        list_nodes(address=address, limit=1, timeout=timeout, raise_on_missing_output=False)
+    except RayStateApiException:
+        return False
+    return True
+
+
 def quiet_ray_data() -> None:
     """No Ray Data progress in this process: a non-interactive terminal (CI, a log file, ``ray job
     logs``) gets it as dozens of INFO lines per dataset. The commands show their own progress."""

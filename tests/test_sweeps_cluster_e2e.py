@@ -125,6 +125,12 @@ class Head:
             tails.append(f"--- the head's {name}:\n{text}")
         return "\n".join(tails)
 
+    def actor_logs(self, actor: str) -> list[Path]:
+        """The head's log files of its ``actor`` processes (Ray heads each with ``:actor_name:``)."""
+        header = f":actor_name:{actor}\n"
+        logs = self.temp / "session_latest" / "logs"
+        return [p for p in logs.glob("worker-*.err") if header in p.read_text(errors="replace")]
+
     def status(self, submission: str) -> str:
         return self.job("status", submission)[1]
 
@@ -303,6 +309,9 @@ def test_a_job_killed_part_way_resumes_on_a_new_head_and_a_finished_sweep_runs_n
         origin = next(line for line in output.splitlines() if "omnimer from" in line)
         assert "runtime_resources" in origin and str(REPO) not in origin
         assert f"resuming {experiment}" in output and "3 finished; invocation 2" in output
+        # A head serves the state API, so each Train run keeps Ray Train's placement-group cleaner
+        # (a local Ray has none: omnimer.training.trainer).
+        assert head.actor_logs("PlacementGroupCleaner"), "no run of the job had a placement-group cleaner"
         after = {name: json.loads(text) for name, text in records(experiment).items()}
         assert set(after) == {"none-seed0", "text-seed0", "text+face+prosody-seed0"}
         assert {r["status"] for r in after.values()} == {"finished"}

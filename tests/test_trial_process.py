@@ -77,26 +77,60 @@ def test_a_fit_in_the_main_thread_lets_its_controller_go(ray_local, tmp_path):
     a run's) puts the previous handler back, and the controller's process exits."""
     import signal
 
-    import psutil
-
-    from omnimer.training.driver import build_trainer, fit_releasing_controller
-
-    def controllers() -> list[int]:
-        found = []
-        for proc in psutil.process_iter(["cmdline", "create_time"]):
-            cmdline = proc.info["cmdline"] or [""]
-            if proc.info["create_time"] >= began - 1 and cmdline[0].startswith("ray::TrainController"):
-                found.append(proc.pid)
-        return found
+    from omnimer.training.driver import fit_releasing_controller
 
     cfg = demo_run(tmp_path, "p")
     began, previous = time.time(), signal.getsignal(signal.SIGINT)
-    # A worker that trains nothing (a lambda: Ray pickles it by value, a test module's function it
-    # could not import).
-    trainer = build_trainer(cfg, dataset=ray_local.data.from_items([{"x": 1}]), loop=lambda config: None)
-    assert fit_releasing_controller(trainer).error is None
+    assert fit_releasing_controller(idle_trainer(ray_local, cfg)).error is None
     assert signal.getsignal(signal.SIGINT) is previous
     deadline = time.time() + 30
-    while controllers() and time.time() < deadline:
+    while "TrainController" in ray_actors(began).values() and time.time() < deadline:
         time.sleep(0.5)
-    assert controllers() == []
+    assert "TrainController" not in ray_actors(began).values()
+
+
+def test_a_run_on_a_ray_without_state_api_starts_no_placement_group_cleaner(ray_local, tmp_path):
+    """A local Ray has no dashboard, so no state API: Ray Train's PlacementGroupCleaner could only log
+    that it cannot query the controller, every second, so the run does not start it. (The actors a
+    run starts are watched while it runs: each leaves when the run ends.)"""
+    import threading
+
+    from omnimer.cluster import state_api_reachable
+    from omnimer.training.driver import fit_releasing_controller
+
+    assert not state_api_reachable()
+    began, seen, done = time.time(), set(), threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.2):
+            seen.update(ray_actors(began).values())
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        assert fit_releasing_controller(idle_trainer(ray_local, demo_run(tmp_path, "c"))).error is None
+    finally:
+        done.set()
+        watcher.join()
+    assert "TrainController" in seen, f"no controller seen, nothing was checked: {seen}"
+    assert "PlacementGroupCleaner" not in seen
+
+
+def idle_trainer(ray_local, cfg: TrainConfig):
+    """The trainer of ``cfg`` with a worker that trains nothing (a lambda: Ray pickles it by value, a
+    test module's function it could not import)."""
+    from omnimer.training.driver import build_trainer
+
+    return build_trainer(cfg, dataset=ray_local.data.from_items([{"x": 1}]), loop=lambda config: None)
+
+
+def ray_actors(since: float) -> dict[int, str]:
+    """This machine's Ray actor processes started since ``since``: pid → the actor's class."""
+    import psutil
+
+    found = {}
+    for proc in psutil.process_iter(["cmdline", "create_time"]):
+        cmdline = proc.info["cmdline"] or [""]
+        if proc.info["create_time"] >= since - 1 and cmdline[0].startswith("ray::"):
+            found[proc.pid] = cmdline[0].removeprefix("ray::").split(".")[0].split()[0]
+    return found

@@ -5,7 +5,8 @@
 
 Three layers (STYLE: Ray examples), one module each:
 
-- :mod:`~omnimer.training.driver`: validates the config, builds the ``TorchTrainer``, fits, writes
+- :mod:`~omnimer.training.driver`: validates the config, builds the ``TorchTrainer``
+  (:mod:`~omnimer.training.trainer`: Ray Train's, less what the cluster cannot serve), fits, writes
   ``record.json``;
 - :mod:`~omnimer.training.worker`: the per-worker loop (set up; per epoch train, evaluate,
   checkpoint, report);

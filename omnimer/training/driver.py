@@ -186,7 +186,9 @@ def build_trainer(
     (:mod:`omnimer.sweep.plan`) instead. The Train run is ``cfg.run.name`` under ``cfg.run.output_dir``.
     """
     import ray.train
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.torch import TorchConfig
+
+    from omnimer.training.trainer import Trainer
 
     if dataset is None:
         dataset = load_shards(cfg.data.path)
@@ -207,7 +209,7 @@ def build_trainer(
     resources = {"CPU": cfg.train.cpus_per_worker}
     if cfg.train.use_gpu:
         resources["GPU"] = 1
-    return TorchTrainer(
+    return Trainer(
         loop,
         train_loop_config={"runs": [cfg.to_dict()]} if loop_config is None else loop_config,
         torch_config=TorchConfig(backend="nccl" if cfg.train.use_gpu else "gloo"),
