@@ -115,12 +115,16 @@ class Head:
         assert code == 0, logs[-3000:]
         return (0 if state == "SUCCEEDED" else 1), logs, submission
 
+    @property
+    def logs(self) -> Path:
+        """The head's log directory."""
+        return self.temp / "session_latest" / "logs"
+
     def server_logs(self, chars: int = 1000) -> str:
         """The ends of the head's dashboard, job module and agent logs (``chars`` of each)."""
-        logs = self.temp / "session_latest" / "logs"
         tails = []
         for name in ("dashboard.log", "dashboard_JobHead.log", "dashboard_agent.log"):
-            path = logs / name
+            path = self.logs / name
             text = path.read_text(errors="replace")[-chars:] if path.is_file() else "(absent)"
             tails.append(f"--- the head's {name}:\n{text}")
         return "\n".join(tails)
@@ -128,8 +132,7 @@ class Head:
     def actor_logs(self, actor: str) -> list[Path]:
         """The head's log files of its ``actor`` processes (Ray heads each with ``:actor_name:``)."""
         header = f":actor_name:{actor}\n"
-        logs = self.temp / "session_latest" / "logs"
-        return [p for p in logs.glob("worker-*.err") if header in p.read_text(errors="replace")]
+        return [p for p in self.logs.glob("worker-*.err") if header in p.read_text(errors="replace")]
 
     def status(self, submission: str) -> str:
         return self.job("status", submission)[1]

@@ -84,9 +84,9 @@ def test_a_fit_in_the_main_thread_lets_its_controller_go(ray_local, tmp_path):
     assert fit_releasing_controller(idle_trainer(ray_local, cfg)).error is None
     assert signal.getsignal(signal.SIGINT) is previous
     deadline = time.time() + 30
-    while "TrainController" in ray_actors(began).values() and time.time() < deadline:
+    while "ray::TrainController" in ray_actors(began).values() and time.time() < deadline:
         time.sleep(0.5)
-    assert "TrainController" not in ray_actors(began).values()
+    assert "ray::TrainController" not in ray_actors(began).values()
 
 
 def test_a_run_on_a_ray_without_state_api_starts_no_placement_group_cleaner(ray_local, tmp_path):
@@ -112,8 +112,8 @@ def test_a_run_on_a_ray_without_state_api_starts_no_placement_group_cleaner(ray_
     finally:
         done.set()
         watcher.join()
-    assert "TrainController" in seen, f"no controller seen, nothing was checked: {seen}"
-    assert "PlacementGroupCleaner" not in seen
+    assert "ray::TrainController" in seen, f"no controller seen, nothing was checked: {seen}"
+    assert "ray::PlacementGroupCleaner" not in seen
 
 
 def idle_trainer(ray_local, cfg: TrainConfig):
@@ -125,12 +125,14 @@ def idle_trainer(ray_local, cfg: TrainConfig):
 
 
 def ray_actors(since: float) -> dict[int, str]:
-    """This machine's Ray actor processes started since ``since``: pid → the actor's class."""
+    """This machine's Ray actor processes started since ``since``: pid → the actor's class, named as
+    the bench names it (``ray::TrainController``)."""
     import psutil
+    from bench.process_cpu import process_kind
 
     found = {}
     for proc in psutil.process_iter(["cmdline", "create_time"]):
-        cmdline = proc.info["cmdline"] or [""]
-        if proc.info["create_time"] >= since - 1 and cmdline[0].startswith("ray::"):
-            found[proc.pid] = cmdline[0].removeprefix("ray::").split(".")[0].split()[0]
+        kind = process_kind(proc.info["cmdline"] or [])
+        if proc.info["create_time"] >= since - 1 and kind.startswith("ray::"):
+            found[proc.pid] = kind
     return found
