@@ -74,6 +74,22 @@ def test_a_trial_is_its_start_up_then_each_epochs_steps_and_scoring(tmp_path):
     assert trial_seconds(cfg, probe(), COUNTS, 2, [1.0, 1.0]) == pytest.approx(10 + 8 + 2 * 2 * (20 + 5))
 
 
+def test_a_runs_first_scoring_costs_the_probes_cold_rate_and_the_later_ones_its_warm_rate(tmp_path):
+    """The probe scores its clips twice: the first time also extracts their audio features, which a
+    run's later epochs find cached. A plan from before (one rate) scores every epoch at that rate."""
+    cfg = TrainConfig.from_dict(gpu_request(tmp_path).base)  # batch 4, 2 epochs
+    cold = probe() | {"first_eval_seconds_per_clip": 2.0}
+    # 10 steps of 2 s per epoch; 5 + 5 clips per worker scored at 2 s in epoch 1, at 0.5 s in epoch 2.
+    assert trial_seconds(cfg, cold, COUNTS, 2, [1.0]) == pytest.approx(10 + 2 * 20 + 10 * 2.0 + 10 * 0.5)
+    assert "scoring 0.500 s per clip (first 2.000)" in describe_probe(tmp_path, cold)
+    assert "s per clip (first" not in describe_probe(tmp_path, probe())
+
+
+def describe_probe(tmp_path, measured: dict) -> str:
+    plan = project(gpu_request(tmp_path), measured, COUNTS, Cluster(8, 64, 0.125, 1.0), Layout(2, 2))
+    return describe(plan | {"probe": measured, "epochs": 2, "clips": COUNTS, "layout": {"use_gpu": True}})
+
+
 def test_zero3_partitions_the_weights_and_zero2_keeps_them_whole():
     measured = Layout(2, 2)
     assert memory_per_device(probe(), measured, Layout(8, 2)) == 30 * GIB

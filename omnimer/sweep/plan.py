@@ -91,13 +91,16 @@ def concurrent_trials(cfg: TrainConfig, cluster: Cluster, workers: int) -> int:
 
 def run_seconds(cfg: TrainConfig, probe: dict, counts: dict, workers: int, factor: float) -> float:
     """One run's epochs: each epoch's steps (per worker, at the all-aux step time × ``factor``) and
-    the scoring of valid and test."""
+    the scoring of valid and test, the first epoch's at the probe's first (cold) scoring rate, the
+    later ones' at its second (a plan of an earlier version has one rate for all)."""
     steps = math.ceil(counts.get("train", 0) / (workers * cfg.train.batch_size))
     if cfg.train.max_steps_per_epoch:
         steps = min(steps, cfg.train.max_steps_per_epoch)
     scored = math.ceil(counts.get("valid", 0) / workers) + math.ceil(counts.get("test", 0) / workers)
-    epoch = steps * probe["seconds_per_step"] * factor + scored * probe["eval_seconds_per_clip"]
-    return cfg.train.epochs * epoch
+    warm = probe["eval_seconds_per_clip"]
+    cold = probe.get("first_eval_seconds_per_clip", warm)
+    scoring = scored * (cold + (cfg.train.epochs - 1) * warm) if cfg.train.epochs > 0 else 0.0
+    return cfg.train.epochs * steps * probe["seconds_per_step"] * factor + scoring
 
 
 def trial_seconds(cfg: TrainConfig, probe: dict, counts: dict, workers: int, factors: list[float]) -> float:
@@ -270,6 +273,8 @@ def describe(plan: dict) -> str:
     device = "GPU" if plan["layout"]["use_gpu"] else "CPU worker"
     tokens = ", ".join(f"{task} {n:.0f}" for task, n in probe["tokens_per_clip"].items())
     setup = ", ".join(f"{k} {v:.1f} s" for k, v in probe["setup_seconds"].items())
+    cold = probe.get("first_eval_seconds_per_clip")
+    first_scoring = f" (first {cold:.3f})" if cold is not None else ""
     lines = [
         f"plan of {plan['runs']} run(s) in {plan['trials']} trial(s) of up to {plan['runs_per_trial']}, "
         f"{plan['epochs']} epochs each, on "
@@ -277,7 +282,7 @@ def describe(plan: dict) -> str:
         f"on {probe['device']}):",
         f"  tokens per clip: {tokens}",
         f"  seconds per step {probe['seconds_per_step']:.2f} (first {probe['first_step_seconds']:.2f}); "
-        f"scoring {probe['eval_seconds_per_clip']:.3f} s per clip",
+        f"scoring {probe['eval_seconds_per_clip']:.3f} s per clip{first_scoring}",
         f"  peak memory per device {_gib(probe['peak_memory_bytes'])} of "
         f"{_gib(probe['memory_capacity_bytes'])}; "
         f"weights {_gib(probe['param_bytes'])} ({_gib(probe['trainable_param_bytes'])} trainable)",
