@@ -76,10 +76,10 @@ def checks(model_dir: str) -> dict:
 @pytest.fixture(scope="module")
 def alive(tmp_path_factory) -> dict:
     from omnimer.model.tiny import build_tiny_model
+    from tests.bench.gpu_train import PROCESS_GROUP_ENV
 
     model_dir = build_tiny_model(tmp_path_factory.mktemp("tiny") / "m", seed=0)
-    group = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-    env = {k: v for k, v in os.environ.items() if k not in group} | {"HF_HUB_OFFLINE": "1"}
+    env = {k: v for k, v in os.environ.items() if k not in PROCESS_GROUP_ENV} | {"HF_HUB_OFFLINE": "1"}
     command = [sys.executable, __file__, str(model_dir)]
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]

@@ -25,7 +25,7 @@ from omnimer.model.tiny import build_tiny_model  # noqa: E402
 from omnimer.training.driver import build_trainer, fit_releasing_controller, with_absolute_paths  # noqa: E402
 from sweeps import aux_ablation  # noqa: E402
 from tests.bench import gpu_check, gpu_check_results  # noqa: E402
-from tests.bench.gpu_train import init_single_process_group, make_config, train_run  # noqa: E402
+from tests.bench.gpu_train import PROCESS_GROUP_ENV, init_single_process_group, make_config, train_run  # noqa: E402
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
@@ -103,7 +103,7 @@ def test_the_bench_loop_trains_and_scores_the_tiny_rows_on_cpu(tmp_path):
     # The process group's variables (RANK, MASTER_PORT, ...) go with it: the environment is restored
     # whole, the keys it added removed.
     with mock.patch.dict(os.environ, {"HF_HUB_OFFLINE": "1"}):
-        for key in ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE"):
+        for key in PROCESS_GROUP_ENV:
             os.environ.pop(key, None)
         init_single_process_group(use_gpu=False)
         try:

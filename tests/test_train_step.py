@@ -26,6 +26,7 @@ from omnimer.training.driver import validate_run, with_absolute_paths
 from omnimer.training.engine import deepspeed_config, lr_lambda, use_environment_op_builds
 from omnimer.training.evaluate import resolve_scoring
 from omnimer.training.step import StepContext, filler_batch, step_losses
+from omnimer.training.worker import shared_feature_cache
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +110,22 @@ def test_audio_feature_cache_stays_within_its_memory_bound(tiny):
     collate(processor, convs[MAIN], media, frame_size=SIZE)
     assert cache.bytes <= 2 * one_clip and len(cache.entries) == 2
     assert AudioFeatureCache.install(load_processor(str(path)), max_bytes=0) is None
+
+
+def test_a_workers_runs_share_one_audio_feature_cache_per_checkpoint_and_size(tiny):
+    """A later run of a worker finds the features its earlier runs computed: its new processor gets
+    the same cache, unless the checkpoint or the size differs; a 0 MB cache is none, and none is kept."""
+    path, _ = tiny
+    caches: dict = {}
+    first, later = load_processor(str(path)), load_processor(str(path))
+    cache = shared_feature_cache(first, str(path), 8, caches)
+    assert shared_feature_cache(later, str(path), 8, caches) is cache
+    assert later.feature_extractor is cache and first.feature_extractor is cache
+    assert shared_feature_cache(load_processor(str(path)), str(path), 16, caches) is not cache
+    assert shared_feature_cache(load_processor(str(path)), "other", 8, caches) is not cache
+    off = load_processor(str(path))
+    assert shared_feature_cache(off, str(path), 0, caches) is None
+    assert not isinstance(off.feature_extractor, AudioFeatureCache) and len(caches) == 3
 
 
 class CountingModel(torch.nn.Module):

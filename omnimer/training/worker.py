@@ -52,7 +52,7 @@ def train_loop_per_worker(config: dict) -> None:
     runs = [TrainConfig.from_dict(values) for values in config["runs"]]
     first, resume = checkpoint.resume_index([cfg.run.name for cfg in runs])
     begun = config.get("started", time.time())
-    feature_caches: dict[tuple, AudioFeatureCache | None] = {}
+    feature_caches: dict[tuple, AudioFeatureCache] = {}
     for index in range(first, len(runs)):
         # What is alive now (the imported modules: torch, transformers, DeepSpeed, Ray; the earlier
         # runs' feature caches) lives as long as this process: frozen, it is out of the cyclic
@@ -76,7 +76,7 @@ def train_loop_per_worker(config: dict) -> None:
 
 
 def train_run(
-    cfg: TrainConfig, resume: bool, begun: float, feature_caches: dict[tuple, AudioFeatureCache | None]
+    cfg: TrainConfig, resume: bool, begun: float, feature_caches: dict[tuple, AudioFeatureCache]
 ) -> weakref.ref:
     """One run: set up (from its newest checkpoint if ``resume``), its epochs, and its finished record.
     Returns a weak reference to its released engine, which nothing should hold any more."""
@@ -138,7 +138,7 @@ class Worker:
     setup_seconds: dict[str, float]
 
 
-def set_up(cfg: TrainConfig, feature_caches: dict[tuple, AudioFeatureCache | None] | None = None) -> Worker:
+def set_up(cfg: TrainConfig, feature_caches: dict[tuple, AudioFeatureCache] | None = None) -> Worker:
     """Load the processor and the model with its LoRA adapter, take this worker's rows, and wrap the
     model in a DeepSpeed engine. The processor's audio-feature cache is taken from ``feature_caches``
     (those of this worker's earlier runs) when one for the same model and size is there, else made
@@ -170,14 +170,9 @@ def set_up(cfg: TrainConfig, feature_caches: dict[tuple, AudioFeatureCache | Non
         model_cfg = dataclasses.replace(cfg.model, name_or_path=staged.path)
     staged_model = time.time()
     processor = load_processor(model_cfg.name_or_path)
-    feature_caches = {} if feature_caches is None else feature_caches
-    cache_key = (model_cfg.name_or_path, cfg.data.audio_feature_cache_mb)
-    feature_cache = feature_caches.get(cache_key)
-    if feature_cache is None:
-        feature_cache = AudioFeatureCache.install(processor, cfg.data.audio_feature_cache_mb * 2**20)
-        feature_caches[cache_key] = feature_cache
-    else:
-        feature_cache.install_into(processor)
+    feature_cache = shared_feature_cache(
+        processor, model_cfg.name_or_path, cfg.data.audio_feature_cache_mb, feature_caches
+    )
     scoring = resolve_scoring(processor.tokenizer, labels, cfg.eval.scoring)
     model = apply_lora(load_thinker(model_cfg), cfg.model.lora)
     model.train()
@@ -216,6 +211,25 @@ def set_up(cfg: TrainConfig, feature_caches: dict[tuple, AudioFeatureCache | Non
         feature_cache=feature_cache,
         setup_seconds=setup_seconds,
     )
+
+
+def shared_feature_cache(
+    processor, checkpoint: str, size_mb: int, caches: dict[tuple, AudioFeatureCache] | None
+) -> AudioFeatureCache | None:
+    """The audio-feature cache put in front of ``processor`` (a processor of ``checkpoint``): the one
+    in ``caches`` for the same checkpoint and size (this worker's earlier runs), else a new one, kept
+    there. None when the config turns the cache off (``size_mb`` 0)."""
+    if size_mb <= 0:
+        return None
+    key = (checkpoint, size_mb)
+    cache = (caches or {}).get(key)
+    if cache is None:
+        cache = AudioFeatureCache.install(processor, size_mb * 2**20)
+        if caches is not None:
+            caches[key] = cache
+    else:
+        cache.install_into(processor)
+    return cache
 
 
 def agreed_steps_per_epoch(cfg: TrainConfig, train_rows: int, world_size: int) -> int:

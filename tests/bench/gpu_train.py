@@ -60,6 +60,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# The environment of a torch process group (what init_single_process_group sets and a test clears).
+PROCESS_GROUP_ENV = ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE")
+
+
 def init_single_process_group(use_gpu: bool) -> None:
     """A process group of one rank (what Ray Train's TorchConfig sets up on a worker)."""
     if torch.distributed.is_initialized():
