@@ -99,7 +99,7 @@ def run_seconds(cfg: TrainConfig, probe: dict, counts: dict, workers: int, facto
     scored = math.ceil(counts.get("valid", 0) / workers) + math.ceil(counts.get("test", 0) / workers)
     warm = probe["eval_seconds_per_clip"]
     cold = probe.get("first_eval_seconds_per_clip", warm)
-    scoring = scored * (cold + (cfg.train.epochs - 1) * warm) if cfg.train.epochs > 0 else 0.0
+    scoring = scored * (cold + (cfg.train.epochs - 1) * warm)  # train.epochs >= 1 (TrainConfig)
     return cfg.train.epochs * steps * probe["seconds_per_step"] * factor + scoring
 
 

@@ -170,8 +170,9 @@ def set_up(cfg: TrainConfig, feature_caches: dict[tuple, AudioFeatureCache] | No
         model_cfg = dataclasses.replace(cfg.model, name_or_path=staged.path)
     staged_model = time.time()
     processor = load_processor(model_cfg.name_or_path)
+    caches = {} if feature_caches is None else feature_caches
     feature_cache = shared_feature_cache(
-        processor, model_cfg.name_or_path, cfg.data.audio_feature_cache_mb, feature_caches
+        processor, model_cfg.name_or_path, cfg.data.audio_feature_cache_mb, caches
     )
     scoring = resolve_scoring(processor.tokenizer, labels, cfg.eval.scoring)
     model = apply_lora(load_thinker(model_cfg), cfg.model.lora)
@@ -214,21 +215,18 @@ def set_up(cfg: TrainConfig, feature_caches: dict[tuple, AudioFeatureCache] | No
 
 
 def shared_feature_cache(
-    processor, checkpoint: str, size_mb: int, caches: dict[tuple, AudioFeatureCache] | None
+    processor, checkpoint: str, size_mb: int, caches: dict[tuple, AudioFeatureCache]
 ) -> AudioFeatureCache | None:
     """The audio-feature cache put in front of ``processor`` (a processor of ``checkpoint``): the one
     in ``caches`` for the same checkpoint and size (this worker's earlier runs), else a new one, kept
-    there. None when the config turns the cache off (``size_mb`` 0)."""
-    if size_mb <= 0:
-        return None
+    there. None, and nothing kept, when the config turns the cache off (``size_mb`` 0)."""
     key = (checkpoint, size_mb)
-    cache = (caches or {}).get(key)
-    if cache is None:
-        cache = AudioFeatureCache.install(processor, size_mb * 2**20)
-        if caches is not None:
-            caches[key] = cache
-    else:
-        cache.install_into(processor)
+    if key in caches:
+        caches[key].install_into(processor)
+        return caches[key]
+    cache = AudioFeatureCache.install(processor, size_mb * 2**20)
+    if cache is not None:
+        caches[key] = cache
     return cache
 
 
