@@ -61,13 +61,7 @@ def probe_loop_per_worker(config: dict) -> None:
         step_seconds.append(time.time() - begun)
     engine.eval()
     clips = worker.eval_rows["valid"][: 2 * cfg.train.eval_batch_size] or worker.train_rows[:size]
-    # Scored twice: a run's first scoring also extracts the clips' audio features, which its later
-    # epochs find in the worker's cache (on the demo the first call took about 4x the second).
-    eval_seconds = []
-    for _ in range(2):
-        begun = time.time()
-        worker.evaluator.predict(engine, clips, worker.device, worker.world_size)
-        eval_seconds.append(time.time() - begun)
+    eval_seconds = scoring_seconds(worker, clips)
     if cfg.train.use_gpu:
         peak = torch.cuda.max_memory_allocated(worker.device)
         capacity = torch.cuda.get_device_properties(worker.device).total_memory
@@ -102,6 +96,18 @@ def probe_loop_per_worker(config: dict) -> None:
             storage.write_json(f"{tmp}/probe.json", measured)
             checkpoint = ray.train.Checkpoint.from_directory(tmp)
         ray.train.report(measured, checkpoint=checkpoint)
+
+
+def scoring_seconds(worker, clips: list[dict]) -> list[float]:
+    """Seconds the worker's engine (in eval mode) takes to score ``clips``, twice: a run's first
+    scoring also extracts the clips' audio features, which its later epochs find in the worker's
+    cache (on the demo the first call took about 4x the second)."""
+    seconds = []
+    for _ in range(2):
+        begun = time.time()
+        worker.evaluator.predict(worker.engine, clips, worker.device, worker.world_size)
+        seconds.append(time.time() - begun)
+    return seconds
 
 
 def _numel(param) -> int:
