@@ -213,12 +213,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         request = prepare(args)
         auto = args.runs_per_trial == AUTO
+        # The shards are read once, by the probe if there is one, and handed on to the sweep's trials:
+        # a probe's workers read them as a trial's do.
+        shards = SharedShards(request.base["data"]["path"])
         if args.plan:
             check_same_sweep(request.experiment_dir, request)  # another sweep's dir is refused
-            sys.stdout.write(describe(make_plan(request, choose=auto)))
+            sys.stdout.write(describe(make_plan(request, choose=auto, shards=shards)))
             return 0
-        # The shards are read once, by the probe if there is one, and handed on to the sweep's trials.
-        shards = SharedShards(request.base["data"]["path"])
         if auto:
             request, _ = choose_runs_per_trial(request, shards)
         results, invocation = run_sweep(request, shards)

@@ -85,6 +85,18 @@ def test_a_runs_first_scoring_costs_the_probes_cold_rate_and_the_later_ones_its_
     assert "s per clip (first" not in describe_probe(tmp_path, probe())
 
 
+def test_a_trials_later_runs_cost_the_probes_second_set_up(tmp_path):
+    """The probe sets up a second time, as a trial's later run does (no imports, the model already
+    staged): each later run costs that. A plan from before charges them the probe's first set-up."""
+    cfg = TrainConfig.from_dict(gpu_request(tmp_path).base)  # batch 4, 2 epochs
+    measured = probe() | {"later_setup_seconds": 1.5}
+    # The start-up 10 s, two runs of 2 × (20 + 5) s, and the second's set-up 1.5 s (not 5 + 3 s).
+    assert trial_seconds(cfg, measured, COUNTS, 2, [1.0, 1.0]) == pytest.approx(10 + 1.5 + 2 * 2 * (20 + 5))
+    assert trial_seconds(cfg, measured, COUNTS, 2, [1.0]) == trial_seconds(cfg, probe(), COUNTS, 2, [1.0])
+    assert "each further run of a trial sets up again in 1.5 s" in describe_probe(tmp_path, measured)
+    assert "sets up again in 8.0 s" in describe_probe(tmp_path, probe())
+
+
 def describe_probe(tmp_path, measured: dict) -> str:
     plan = project(gpu_request(tmp_path), measured, COUNTS, Cluster(8, 64, 0.125, 1.0), Layout(2, 2))
     return describe(plan | {"probe": measured, "epochs": 2, "clips": COUNTS, "layout": {"use_gpu": True}})

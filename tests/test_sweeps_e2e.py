@@ -106,6 +106,8 @@ def test_the_grid_survives_a_killed_driver_without_losing_or_repeating_trials(st
         planned.stdout
     )
     assert 0 < plan["probe"]["seconds_per_step"] < plan["probe"]["startup_seconds"]
+    # A later run's set-up has no imports and no first DeepSpeed initialisation to pay.
+    assert 0 < plan["probe"]["later_setup_seconds"] < sum(plan["probe"]["setup_seconds"].values())
     assert set(plan["probe"]["tokens_per_clip"]) == {"main", "text", "face", "prosody"}
     assert (
         "tokens per clip: main " in planned.stdout and "<- the config's layout (measured)" in planned.stdout

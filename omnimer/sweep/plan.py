@@ -6,9 +6,9 @@
 
 A probe (one Ray Train run of the sweep's costliest trial, the all-aux cell, with the real config and
 layout, on the cluster the command runs on) takes a few optimizer steps and scores a few validation
-clips; it measures (:mod:`omnimer.sweep.probe`) tokens per clip of each task, seconds per step,
-scoring seconds per clip and peak memory per device, and the probe's wall time less that work is a
-trial's start-up. :func:`project` turns that into the sweep's trials, rounds, concurrency, wall time and
+clips, then sets up again as a trial's later run does; it measures (:mod:`omnimer.sweep.probe`) tokens
+per clip of each task, seconds per step, scoring seconds per clip, peak memory per device and a later
+run's set-up, and the probe's wall time less that work and the second set-up is a trial's start-up. :func:`project` turns that into the sweep's trials, rounds, concurrency, wall time and
 device-hours, for the chosen layout and for the others (workers per trial 1/2/4/8 × ZeRO-2/3) that
 fit in memory, and, for an ablation, the wall time with other numbers of runs per trial
 (``--runs-per-trial``: a trial trains its runs one after another in one worker group, paying the
@@ -105,11 +105,15 @@ def run_seconds(cfg: TrainConfig, probe: dict, counts: dict, workers: int, facto
 
 def trial_seconds(cfg: TrainConfig, probe: dict, counts: dict, workers: int, factors: list[float]) -> float:
     """One trial's wall time, for runs of these ``factors`` trained one after another by its worker
-    group: the probe's start-up once, each later run's own set-up (the workers' set-up the probe
-    measured), and every run's epochs."""
-    setup = sum(probe["setup_seconds"].values())
+    group: the probe's start-up once, each later run's set-up, and every run's epochs."""
     work = sum(run_seconds(cfg, probe, counts, workers, factor) for factor in factors)
-    return probe["startup_seconds"] + (len(factors) - 1) * setup + work
+    return probe["startup_seconds"] + (len(factors) - 1) * later_setup_seconds(probe) + work
+
+
+def later_setup_seconds(probe: dict) -> float:
+    """A trial's later run's set-up, as the probe measured it; a plan of an earlier version measured
+    none and charges each later run the probe's first set-up (imports and staging included)."""
+    return probe.get("later_setup_seconds", sum(probe["setup_seconds"].values()))
 
 
 def cell_factors(request, tokens: dict[str, float]) -> dict[str, float]:
@@ -286,8 +290,8 @@ def describe(plan: dict) -> str:
         f"  peak memory per device {_gib(probe['peak_memory_bytes'])} of "
         f"{_gib(probe['memory_capacity_bytes'])}; "
         f"weights {_gib(probe['param_bytes'])} ({_gib(probe['trainable_param_bytes'])} trainable)",
-        f"  a trial's start-up {probe['startup_seconds']:.1f} s (the workers' set-up: {setup}; each further "
-        "run of a trial sets up again)",
+        f"  a trial's start-up {probe['startup_seconds']:.1f} s (the workers' set-up: {setup}); each further "
+        f"run of a trial sets up again in {later_setup_seconds(probe):.1f} s",
         f"  {'workers':>7} {'ZeRO':>4} {'memory/dev':>10} {'at once':>7} {'rounds':>6} {'wall':>9} "
         f"{device + '-hours':>14}",
     ]
