@@ -8,7 +8,8 @@ A probe (one Ray Train run of the sweep's costliest trial, the all-aux cell, wit
 layout, on the cluster the command runs on) takes a few optimizer steps and scores a few validation
 clips, then sets up again as a trial's later run does; it measures (:mod:`omnimer.sweep.probe`) tokens
 per clip of each task, seconds per step, scoring seconds per clip, peak memory per device and a later
-run's set-up, and the probe's wall time less that work and the second set-up is a trial's start-up. :func:`project` turns that into the sweep's trials, rounds, concurrency, wall time and
+run's set-up, and the probe's wall time less that work and the second set-up is a trial's start-up.
+:func:`project` turns that into the sweep's trials, rounds, concurrency, wall time and
 device-hours, for the chosen layout and for the others (workers per trial 1/2/4/8 × ZeRO-2/3) that
 fit in memory, and, for an ablation, the wall time with other numbers of runs per trial
 (``--runs-per-trial``: a trial trains its runs one after another in one worker group, paying the
