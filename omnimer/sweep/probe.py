@@ -23,14 +23,14 @@ PROBE_STEPS = 4
 
 def probe_loop_per_worker(config: dict) -> None:
     """Ray Train worker function of the probe: what :func:`measure` measures of a first run, then a
-    later run's set-up (:func:`later_setup_seconds`); reports them."""
+    later run's set-up (:func:`time_later_setup`); reports them."""
     import tempfile
 
     import ray.train
 
     cfg, steps = TrainConfig.from_dict(config["train"]), int(config["steps"])
     measured = measure(cfg, steps)
-    measured["later_setup_seconds"] = later_setup_seconds(cfg)
+    measured["later_setup_seconds"] = time_later_setup(cfg)
     # Ray Train keeps only the metrics reported with a checkpoint: rank 0 reports a tiny one.
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = None
@@ -109,7 +109,7 @@ def measure(cfg: TrainConfig, steps: int) -> dict:
     return measured
 
 
-def later_setup_seconds(cfg: TrainConfig) -> float:
+def time_later_setup(cfg: TrainConfig) -> float:
     """Seconds a trial's later run takes before its first epoch, as the worker runs it
     (:func:`omnimer.training.worker.train_loop_per_worker`): the earlier run's released engine
     collected, then the run's own set-up. What a first run's set-up pays once (imports, the model's
