@@ -98,8 +98,8 @@ def test_each_run_alone_is_the_cpu_its_worker_spent_at_the_calibration_runs_pace
         in out
     )
     assert (
-        "useful share    Σ epoch time alone / (wall × 2 CPUs) :  0.225 (goal >= 0.8)   (each run's epochs "
-        in out
+        "useful share    Σ epoch time alone / (wall × 2 CPUs) :  0.225 (goal >= 0.8)   "
+        "(each run's epochs alone = its " in out
     )
     assert "in the sweep they took 2.00× that" in out and "t1's epochs took 2.00× as long in the sweep" in out
     # A record of the sweep without cpu_seconds (from before): back to the wall clocks.
